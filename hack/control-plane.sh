@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# A real, local Kubernetes control plane: etcd + kube-apiserver + kube-controller-manager,
+# built from the Go module proxy, listening on 127.0.0.1 only.
+#
+#   hack/control-plane.sh build   build (or reuse) the binaries and fetch Knative's CRDs into the cache
+#   hack/control-plane.sh up      start etcd, kube-apiserver, kube-controller-manager; install CRDs
+#   hack/control-plane.sh down    stop exactly the processes `up` started (by PID) and remove the run dir
+#   hack/control-plane.sh env     print the `export ...` lines for the running control plane
+#   hack/control-plane.sh status  say whether it is running
+#
+# Environment:
+#   PADDLE_KUSCIA_CACHE   cache root (default ~/.cache/paddle-kuscia); binaries go to a versioned subdirectory
+#   PK_RUN_DIR            where certificates, kubeconfigs, data, logs and PIDs live (default $CACHE/run/default)
+set -euo pipefail
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)
+# shellcheck source=hack/versions.env
+source "$HACK_DIR/versions.env"
+
+CACHE_ROOT=${PADDLE_KUSCIA_CACHE:-$HOME/.cache/paddle-kuscia}
+BIN_DIR="$CACHE_ROOT/bin/k8s-v${K8S_VERSION}-etcd-v${ETCD_VERSION}"
+KNATIVE_DIR="$CACHE_ROOT/knative-serving-v${KNATIVE_SERVING_VERSION}"
+RUN_DIR=${PK_RUN_DIR:-$CACHE_ROOT/run/default}
+
+# The operator's identity: the ServiceAccount from manifests/base, presented as a client certificate.
+OPERATOR_NAMESPACE=paddle-kuscia-system
+OPERATOR_SA=paddle-kuscia-operator
+
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+die() { printf '[control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
+
+binaries_present() {
+  [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kubectl" && -x "$BIN_DIR/etcd" ]]
+}
+
+# Print a dot-progress line while a long command runs, so a cold build does not look hung.
+with_progress() {
+  local what=$1; shift
+  local logfile="$CACHE_ROOT/build-logs/$what.log"
+  mkdir -p "$(dirname "$logfile")"
+  local start=$SECONDS
+  "$@" >"$logfile" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15 &
+    wait $! || true
+    kill -0 "$pid" 2>/dev/null && log "... still building $what ($((SECONDS - start)) s so far; log: $logfile)"
+  done
+  if ! wait "$pid"; then
+    tail -n 40 "$logfile" >&2
+    die "building $what failed after $((SECONDS - start)) s (full log: $logfile)"
+  fi
+  log "built $what in $((SECONDS - start)) s"
+}
+
+build_k8s() {
+  local work=$1 minor patch gomod
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  patch=${K8S_VERSION##*.}
+  mkdir -p "$work/k8s" && cd "$work/k8s"
+  go mod init local/k8sbins >/dev/null 2>&1
+  go mod edit -go=1.24.0 -godebug=default=go1.24
+  gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@v$K8S_VERSION's go.mod from the Go module proxy"
+  # Every staging module that k8s.io/kubernetes replaces with ./staging/... must point at its published tag.
+  local m
+  for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => \./staging/src/.*|\1|p' "$gomod"); do
+    go mod edit -replace="$m=$m@v0.$minor.$patch"
+  done
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"
+  local vflags="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+  vflags+=" -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  vflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1"
+  vflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  local cmd
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
+    go build -trimpath -ldflags "-s -w $vflags" -o "$BIN_DIR/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+    mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
+  done
+}
+
+build_etcd() {
+  local work=$1
+  # A module of its own, so etcd's grpc/otel versions are not unified with Kubernetes'.
+  mkdir -p "$work/etcd" && cd "$work/etcd"
+  go mod init local/etcdbin >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+  go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd.tmp" go.etcd.io/etcd/server/v3
+  mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
+}
+
+fetch_knative() {
+  local dir
+  dir=$(cd "$(mktemp -d)" && go mod download -json "knative.dev/serving@v$KNATIVE_SERVING_VERSION" \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [[ -d "$dir/config/core/300-resources" ]] || die "knative.dev/serving@v$KNATIVE_SERVING_VERSION has no config/core/300-resources"
+  mkdir -p "$KNATIVE_DIR.tmp"
+  local crd
+  for crd in service configuration revision route; do
+    cp "$dir/config/core/300-resources/$crd.yaml" "$KNATIVE_DIR.tmp/$crd.yaml"
+  done
+  chmod -R u+w "$KNATIVE_DIR.tmp"
+  rm -rf "$KNATIVE_DIR" && mv "$KNATIVE_DIR.tmp" "$KNATIVE_DIR"
+}
+
+cmd_build() {
+  command -v go >/dev/null || die "Go is not installed; the local control plane is built from the Go module proxy (Go >= 1.24 needed)"
+  export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
+  mkdir -p "$BIN_DIR"
+  if ! binaries_present; then
+    log "building Kubernetes v$K8S_VERSION and etcd v$ETCD_VERSION from the Go module proxy into $BIN_DIR"
+    log "a cold build takes roughly 20-30 minutes on 2 cores; later runs reuse the cache"
+    local work
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    [[ -x "$BIN_DIR/etcd" ]] || with_progress etcd build_etcd "$work"
+    with_progress kubernetes build_k8s "$work"
+  fi
+  [[ -f "$KNATIVE_DIR/service.yaml" ]] || fetch_knative
+  binaries_present || die "build finished but binaries are missing from $BIN_DIR"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+gen_certs() {
+  local d="$RUN_DIR/pki"
+  mkdir -p "$d" && cd "$d"
+  local ca_ext leaf_ext
+  ca_ext=$(printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash')
+  leaf_ext='authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\nbasicConstraints=CA:FALSE'
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=paddle-kuscia-local-ca" \
+    -keyout ca.key -out ca.crt -extensions v3_ca -config <(printf '[req]\ndistinguished_name=dn\n[dn]\n[v3_ca]\n%s\n' "$ca_ext") 2>/dev/null
+  issue() { # name subject eku [san]
+    local name=$1 subj=$2 eku=$3 san=${4:-}
+    openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$name.key" -out "$name.csr" 2>/dev/null
+    local ext
+    ext=$(printf "$leaf_ext\nextendedKeyUsage=%s\n%s" "$eku" "$san")
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out "$name.crt" \
+      -extfile <(printf '%s\n' "$ext") 2>/dev/null
+    rm -f "$name.csr"
+  }
+  issue apiserver "/CN=kube-apiserver" serverAuth "subjectAltName=IP:127.0.0.1,DNS:localhost"
+  issue admin "/CN=admin/O=system:masters" clientAuth
+  issue operator "/CN=system:serviceaccount:$OPERATOR_NAMESPACE:$OPERATOR_SA/O=system:serviceaccounts/O=system:serviceaccounts:$OPERATOR_NAMESPACE" clientAuth
+  issue controller-manager "/CN=system:kube-controller-manager" clientAuth
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  chmod 600 ./*.key
+}
+
+write_kubeconfig() { # file user
+  local file=$1 user=$2 port=$3 d="$RUN_DIR/pki"
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority-data: $(base64 -w0 <"$d/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 <"$d/$user.crt")
+    client-key-data: $(base64 -w0 <"$d/$user.key")
+contexts:
+- name: local
+  context: {cluster: local, user: $user, namespace: default}
+current-context: local
+EOF
+  chmod 600 "$file"
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_ready() { # url what timeout
+  local url=$1 what=$2 deadline=$((SECONDS + ${3:-60}))
+  until curl -fsS --cacert "$RUN_DIR/pki/ca.crt" --cert "$RUN_DIR/pki/admin.crt" --key "$RUN_DIR/pki/admin.key" \
+    "$url" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { tail -n 30 "$RUN_DIR/logs/$what.log" >&2; die "$what did not become ready at $url"; }
+    sleep 0.3
+  done
+}
+
+start_etcd() {
+  local etcd_port peer_port
+  etcd_port=$(free_port); peer_port=$(free_port)
+  echo "$etcd_port" >"$RUN_DIR/etcd.port"
+  "$BIN_DIR/etcd" --name=local --data-dir="$RUN_DIR/etcd-data" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+    --initial-cluster="local=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync=true --quota-backend-bytes=4294967296 \
+    >"$RUN_DIR/logs/etcd.log" 2>&1 &
+  echo $! >"$RUN_DIR/etcd.pid"
+  local deadline=$((SECONDS + 30))
+  until curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { tail -n 30 "$RUN_DIR/logs/etcd.log" >&2; die "etcd did not become healthy"; }
+    sleep 0.2
+  done
+}
+
+# kube-apiserver only: restartable on its own (the chaos tests restart it mid-rollout).
+start_apiserver() {
+  local port d="$RUN_DIR/pki"
+  if [[ -f "$RUN_DIR/apiserver.port" ]]; then port=$(cat "$RUN_DIR/apiserver.port"); else port=$(free_port); fi
+  echo "$port" >"$RUN_DIR/apiserver.port"
+  cat >"$RUN_DIR/audit-policy.yaml" <<'EOF'
+# Record who wrote what (never request bodies); reads are not recorded.
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
+  "$BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$(cat "$RUN_DIR/etcd.port")" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
+    --tls-cert-file="$d/apiserver.crt" --tls-private-key-file="$d/apiserver.key" \
+    --client-ca-file="$d/ca.crt" \
+    --service-account-issuer="https://127.0.0.1:$port/" --service-account-key-file="$d/sa.pub" \
+    --service-account-signing-key-file="$d/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
+    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    --audit-policy-file="$RUN_DIR/audit-policy.yaml" --audit-log-path="$RUN_DIR/logs/audit.log" \
+    --audit-log-format=json --audit-log-mode=blocking --audit-log-maxsize=0 \
+    >>"$RUN_DIR/logs/kube-apiserver.log" 2>&1 &
+  echo $! >"$RUN_DIR/kube-apiserver.pid"
+  wait_ready "https://127.0.0.1:$port/readyz" kube-apiserver 90
+}
+
+start_controller_manager() {
+  "$BIN_DIR/kube-controller-manager" --kubeconfig="$RUN_DIR/controller-manager.kubeconfig" \
+    --controllers=garbagecollector,namespace --leader-elect=false --use-service-account-credentials=false \
+    --bind-address=127.0.0.1 --secure-port=0 --concurrent-gc-syncs=20 \
+    >"$RUN_DIR/logs/kube-controller-manager.log" 2>&1 &
+  echo $! >"$RUN_DIR/kube-controller-manager.pid"
+}
+
+kubectl_admin() { "$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" "$@"; }
+
+install_crds() {
+  kubectl_admin apply --server-side --force-conflicts -f "$KNATIVE_DIR/" >/dev/null
+  kubectl_admin apply --server-side --force-conflicts -f "$ROOT_DIR/crds/" >/dev/null
+  kubectl_admin wait --for=condition=Established --timeout=60s crd --all >/dev/null
+}
+
+cmd_up() {
+  cmd_build
+  if pid_alive "$RUN_DIR/kube-apiserver.pid"; then
+    log "already running (run dir $RUN_DIR)"
+    install_crds
+    return 0
+  fi
+  rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR/logs"
+  gen_certs
+  start_etcd
+  start_apiserver
+  local port; port=$(cat "$RUN_DIR/apiserver.port")
+  write_kubeconfig "$RUN_DIR/admin.kubeconfig" admin "$port"
+  write_kubeconfig "$RUN_DIR/operator.kubeconfig" operator "$port"
+  write_kubeconfig "$RUN_DIR/controller-manager.kubeconfig" controller-manager "$port"
+  # The controller manager identity gets cluster-admin: it must list/delete every kind for GC and namespaces.
+  kubectl_admin create clusterrolebinding local-controller-manager --clusterrole=cluster-admin \
+    --user=system:kube-controller-manager >/dev/null
+  # CRDs before the controller manager, so its garbage collector discovers their kinds at start.
+  install_crds
+  start_controller_manager
+  log "up: kube-apiserver $("$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" version -o json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') at https://127.0.0.1:$port"
+  cmd_env
+}
+
+stop_pidfile() {
+  local f=$1
+  if pid_alive "$f"; then
+    local pid; pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_down() {
+  local f
+  for f in kube-controller-manager kube-apiserver etcd; do stop_pidfile "$RUN_DIR/$f.pid"; done
+  [[ -d "$RUN_DIR" ]] && rm -rf "$RUN_DIR"
+  log "down"
+}
+
+cmd_env() {
+  [[ -f "$RUN_DIR/admin.kubeconfig" ]] || die "not running (no $RUN_DIR/admin.kubeconfig); run: hack/control-plane.sh up"
+  echo "export KUBECONFIG=$RUN_DIR/admin.kubeconfig"
+  echo "export PATH=$BIN_DIR:\$PATH"
+}
+
+cmd_status() {
+  if pid_alive "$RUN_DIR/kube-apiserver.pid"; then
+    echo "running: https://127.0.0.1:$(cat "$RUN_DIR/apiserver.port") (run dir $RUN_DIR)"
+  else
+    echo "not running"; return 1
+  fi
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  restart-apiserver) stop_pidfile "$RUN_DIR/kube-apiserver.pid"; start_apiserver ;;
+  bin-dir) echo "$BIN_DIR" ;;
+  knative-dir) echo "$KNATIVE_DIR" ;;
+  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|bin-dir|knative-dir" >&2; exit 2 ;;
+esac
