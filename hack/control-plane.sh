@@ -147,15 +147,20 @@ gen_certs() {
   }
   issue apiserver "/CN=kube-apiserver" serverAuth "subjectAltName=IP:127.0.0.1,DNS:localhost"
   issue admin "/CN=admin/O=system:masters" clientAuth
-  issue operator "/CN=system:serviceaccount:$OPERATOR_NAMESPACE:$OPERATOR_SA/O=system:serviceaccounts/O=system:serviceaccounts:$OPERATOR_NAMESPACE" clientAuth
   issue controller-manager "/CN=system:kube-controller-manager" clientAuth
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   chmod 600 ./*.key
 }
 
-write_kubeconfig() { # file user
-  local file=$1 user=$2 port=$3 d="$RUN_DIR/pki"
+write_kubeconfig() { # file user port [token]
+  local file=$1 user=$2 port=$3 token=${4:-} d="$RUN_DIR/pki" credentials
+  if [[ -n "$token" ]]; then
+    credentials="    token: $token"
+  else
+    credentials="    client-certificate-data: $(base64 -w0 <"$d/$user.crt")
+    client-key-data: $(base64 -w0 <"$d/$user.key")"
+  fi
   cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
@@ -167,8 +172,7 @@ clusters:
 users:
 - name: $user
   user:
-    client-certificate-data: $(base64 -w0 <"$d/$user.crt")
-    client-key-data: $(base64 -w0 <"$d/$user.key")
+$credentials
 contexts:
 - name: local
   context: {cluster: local, user: $user, namespace: default}
@@ -251,7 +255,7 @@ kubectl_admin() { "$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" "$
 
 install_crds() {
   kubectl_admin apply --server-side --force-conflicts -f "$KNATIVE_DIR/" >/dev/null
-  kubectl_admin apply --server-side --force-conflicts -f "$ROOT_DIR/crds/" >/dev/null
+  kubectl_admin apply --server-side --force-conflicts -k "$ROOT_DIR/crds/" >/dev/null
   kubectl_admin wait --for=condition=Established --timeout=60s crd --all >/dev/null
 }
 
@@ -268,7 +272,6 @@ cmd_up() {
   start_apiserver
   local port; port=$(cat "$RUN_DIR/apiserver.port")
   write_kubeconfig "$RUN_DIR/admin.kubeconfig" admin "$port"
-  write_kubeconfig "$RUN_DIR/operator.kubeconfig" operator "$port"
   write_kubeconfig "$RUN_DIR/controller-manager.kubeconfig" controller-manager "$port"
   # The controller manager identity gets cluster-admin: it must list/delete every kind for GC and namespaces.
   kubectl_admin create clusterrolebinding local-controller-manager --clusterrole=cluster-admin \
@@ -276,6 +279,11 @@ cmd_up() {
   # CRDs before the controller manager, so its garbage collector discovers their kinds at start.
   install_crds
   start_controller_manager
+  # The operator's identity: a real ServiceAccount token from the TokenRequest API (RBAC comes from manifests/).
+  kubectl_admin create namespace "$OPERATOR_NAMESPACE" >/dev/null
+  kubectl_admin create serviceaccount -n "$OPERATOR_NAMESPACE" "$OPERATOR_SA" >/dev/null
+  write_kubeconfig "$RUN_DIR/operator.kubeconfig" operator "$port" \
+    "$(kubectl_admin create token -n "$OPERATOR_NAMESPACE" "$OPERATOR_SA" --duration=8760h)"
   log "up: kube-apiserver $("$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" version -o json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') at https://127.0.0.1:$port"
   cmd_env

@@ -1,0 +1,309 @@
+"""PaddleService, `elasticserving.paddlepaddle.org/v1`: ElasticServing's API kept field for field, plus extensions.
+
+ElasticServing fields keep their names and meaning so its YAML applies unchanged; what it lacked (validation,
+accelerators, scheduling, the Kuscia backend, a status that is actually filled) is added around them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from .base import DNS1123_LABEL, INT_OR_STRING, KUSCIA_ID, PRESERVE_UNKNOWN, QUANTITY_MAP, WireModel
+
+GROUP = "elasticserving.paddlepaddle.org"
+VERSION = "v1"
+KIND = "PaddleService"
+PLURAL = "paddleservices"
+
+DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+DURATION_OR_SECONDS = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|[0-9]+)$"
+
+
+class Backend(StrEnum):
+    KNATIVE = "knative"
+    KUSCIA = "kuscia"
+
+
+class AcceleratorType(StrEnum):
+    NVIDIA_GPU = "nvidia-gpu"
+    KUNLUN_XPU = "kunlun-xpu"
+
+
+class EndpointSpec(WireModel):
+    """One variant (default or canary): ElasticServing's EndpointSpec."""
+
+    container_image: str = Field(min_length=1, max_length=512, description="Image repository, without the tag.")
+    tag: Annotated[str, Field(min_length=1, max_length=256, description="Image tag; the image is `containerImage:tag`.")]
+    port: int = Field(ge=1, le=65535, description="Port the model server listens on.")
+    arg: str | None = Field(default=None, max_length=65536, description="Command run as `/bin/bash -c <arg>`.")
+
+
+class ServiceSpec(WireModel):
+    """Knative autoscaling knobs; ElasticServing's defaults are applied by the builder, not stored."""
+
+    autoscaler: (
+        Literal["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev", "kpa", "hpa"] | None
+    ) = Field(default=None, description="Autoscaler class (`kpa`/`hpa` accepted as short forms).")
+    metric: Literal["concurrency", "rps", "cpu", "memory"] | None = Field(default=None)
+    window: str | None = Field(default=None, pattern=DURATION, description="Stable window, e.g. 60s.")
+    panic_window: int | str | None = Field(
+        default=None,
+        json_schema_extra=INT_OR_STRING,
+        description="Panic window as a percentage of the stable window (Knative panic-window-percentage).",
+    )
+    panic_threshold: int | str | None = Field(
+        default=None, json_schema_extra=INT_OR_STRING, description="Knative panic-threshold-percentage."
+    )
+    min_scale: int | None = Field(default=None, ge=0, description="Minimum replicas; 0 allows scale to zero.")
+    max_scale: int | None = Field(default=None, ge=0, description="Maximum replicas; 0 means no limit.")
+    target: int | None = Field(default=None, ge=0, description="Soft autoscaling target per replica.")
+    target_utilization: int | str | None = Field(
+        default=None, json_schema_extra=INT_OR_STRING, description="Knative target-utilization-percentage."
+    )
+    initial_scale: int | None = Field(default=None, ge=0, description="Replicas started for a new revision.")
+    scale_down_delay: str | None = Field(default=None, pattern=DURATION)
+    scale_to_zero_pod_retention_period: str | None = Field(default=None, pattern=DURATION)
+    container_concurrency: int | None = Field(
+        default=None, ge=0, le=1000, description="Hard limit of concurrent requests per replica (0 = unlimited)."
+    )
+    timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    rollout_duration: str | None = Field(default=None, pattern=DURATION_OR_SECONDS)
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxScale) || self.maxScale == 0 || !has(self.minScale) "
+                    "|| self.minScale <= self.maxScale",
+                    "message": "minScale must be less than or equal to maxScale when maxScale is greater than 0",
+                    "fieldPath": ".minScale",
+                },
+                {
+                    "rule": "!has(self.maxScale) || self.maxScale == 0 || !has(self.initialScale) "
+                    "|| self.initialScale <= self.maxScale",
+                    "message": "initialScale must be less than or equal to maxScale when maxScale is greater than 0",
+                    "fieldPath": ".initialScale",
+                },
+            ]
+        }
+    }
+
+
+class ResourceRequirements(WireModel):
+    limits: dict[str, int | str] | None = Field(default=None, json_schema_extra=QUANTITY_MAP)
+    requests: dict[str, int | str] | None = Field(default=None, json_schema_extra=QUANTITY_MAP)
+
+
+class VolumeMount(WireModel):
+    name: str = Field(min_length=1)
+    mount_path: str = Field(min_length=1)
+    read_only: bool | None = None
+    sub_path: str | None = None
+    sub_path_expr: str | None = None
+    mount_propagation: str | None = None
+
+
+class Volume(WireModel):
+    """A core/v1 Volume; only `name` is checked here, the source is passed through to Knative."""
+
+    model_config = WireModel.model_config | {"extra": "allow"}
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL)
+
+
+class Toleration(WireModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Accelerator(WireModel):
+    """Shorthand for a GPU or Kunlun XPU request: requests = limits, plus the matching toleration."""
+
+    type: AcceleratorType
+    count: int = Field(default=1, ge=1, le=64)
+    resource_name: str | None = Field(
+        default=None,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Extended resource to request instead of the type's default (e.g. kunlunxin.com/xpu).",
+    )
+
+
+class UpdateStrategy(WireModel):
+    type: Literal["Recreate", "RollingUpdate"] = "RollingUpdate"
+    max_surge: str | None = Field(default=None, pattern=r"^[0-9]+%?$")
+    max_unavailable: str | None = Field(default=None, pattern=r"^[0-9]+%?$")
+
+
+class KusciaParty(WireModel):
+    domain_id: str = Field(min_length=1, max_length=63, pattern=KUSCIA_ID)
+    app_image: str | None = Field(
+        default=None, max_length=253, pattern=KUSCIA_ID,
+        description="Kuscia AppImage; when empty the operator registers one built from spec.default.",
+    )
+    role: str | None = Field(default=None, max_length=63)
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    update_strategy: UpdateStrategy | None = None
+    service_name_prefix: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$")
+
+
+class KusciaServingSpec(WireModel):
+    """Where and how the service runs on Kuscia (spec.backend: kuscia)."""
+
+    serving_id: str | None = Field(
+        default=None, max_length=63, pattern=KUSCIA_ID, description="Kuscia serving id (default: the object name)."
+    )
+    initiator: str = Field(min_length=1, max_length=63, pattern=KUSCIA_ID)
+    parties: list[KusciaParty] = Field(min_length=1, max_length=32)
+    serving_input_config: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=PRESERVE_UNKNOWN,
+        description="SecretFlow Serving config (partyConfigs, ...); sent to Kuscia as a JSON string.",
+    )
+    affinity_mode: Literal["none", "affinity", "anti-affinity"] | None = None
+    connection_secret: str | None = Field(
+        default=None, max_length=253, pattern=DNS1123_LABEL,
+        description="Secret in this namespace with ca.crt, tls.crt, tls.key, token and optional url.",
+    )
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.parties.exists(p, p.domainId == self.initiator)",
+                    "message": "initiator must be the domainId of one of the parties",
+                    "fieldPath": ".initiator",
+                }
+            ]
+        }
+    }
+
+
+class PaddleServiceSpec(WireModel):
+    # ElasticServing's fields, same names and meaning.
+    runtime_version: str | None = Field(default=None, max_length=253, description="Version label of the runtime.")
+    resources: ResourceRequirements | None = None
+    default: EndpointSpec = Field(description="The variant that receives 100 - canaryTrafficPercent of traffic.")
+    canary: EndpointSpec | None = None
+    canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    service: ServiceSpec | None = None
+    working_dir: str | None = Field(default=None, max_length=4096)
+    volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=64)
+    volumes: list[Volume] | None = Field(default=None, max_length=64)
+    # Extensions.
+    backend: Backend | None = Field(default=None, description="knative (default) or kuscia.")
+    accelerator: Accelerator | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = Field(default=None, max_length=64)
+    affinity: dict[str, Any] | None = Field(default=None, json_schema_extra=PRESERVE_UNKNOWN)
+    runtime_class_name: str | None = Field(default=None, max_length=253)
+    kuscia: KusciaServingSpec | None = None
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.backend) || self.backend != 'kuscia' || has(self.kuscia)",
+                    "message": "spec.kuscia is required when spec.backend is kuscia",
+                    "fieldPath": ".kuscia",
+                }
+            ]
+        }
+    }
+
+    @property
+    def effective_backend(self) -> Backend:
+        return self.backend or Backend.KNATIVE
+
+
+# ---- status -------------------------------------------------------------------------------------------
+
+
+class Condition(WireModel):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = None
+
+
+class TrafficTarget(WireModel):
+    tag: str | None = None
+    revision_name: str | None = None
+    percent: int | None = None
+    url: str | None = None
+    latest_revision: bool | None = None
+
+
+class VariantStatus(WireModel):
+    name: str | None = Field(default=None, description="Revision serving this variant.")
+
+
+class Addressable(WireModel):
+    url: str | None = None
+
+
+class KusciaPartyStatus(WireModel):
+    domain_id: str | None = None
+    role: str | None = None
+    state: str | None = None
+    replicas: int | None = None
+    available_replicas: int | None = None
+    endpoints: list[dict[str, str]] | None = None
+
+
+class KusciaServingStatus(WireModel):
+    serving_id: str | None = None
+    state: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    total_parties: int | None = None
+    available_parties: int | None = None
+    parties: list[KusciaPartyStatus] | None = None
+    app_image: str | None = Field(default=None, description="AppImage registered by the operator, if any.")
+    applied_hash: str | None = Field(default=None, description="Digest of the last request Kuscia accepted.")
+
+
+class PaddleServiceStatus(WireModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+    )
+    url: str | None = None
+    address: Addressable | None = None
+    default: VariantStatus | None = None
+    canary: VariantStatus | None = None
+    replicas: int | None = Field(default=None, ge=0)
+    traffic: list[TrafficTarget] | None = None
+    latest_created_revision: str | None = None
+    latest_ready_revision: str | None = None
+    kuscia: KusciaServingStatus | None = None
+
+
+class PaddleService(WireModel):
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: PaddleServiceSpec
+    status: PaddleServiceStatus | None = None
+
+
+PRINTER_COLUMNS = [
+    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+    {"name": "Default %", "type": "integer", "jsonPath": ".status.traffic[?(@.tag=='default')].percent"},
+    {"name": "Canary %", "type": "integer", "jsonPath": ".status.traffic[?(@.tag=='canary')].percent"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Backend", "type": "string", "jsonPath": ".spec.backend", "priority": 1},
+    {"name": "Default Revision", "type": "string", "jsonPath": ".status.default.name", "priority": 1},
+    {"name": "Canary Revision", "type": "string", "jsonPath": ".status.canary.name", "priority": 1},
+    {"name": "Kuscia", "type": "string", "jsonPath": ".status.kuscia.state", "priority": 1},
+]
