@@ -592,13 +592,15 @@ class KusciaClient:
         return body.get("data")
 
     async def health(self) -> bool:
-        """True when Kuscia answers ``/healthZ`` with ``ready: true``.
+        """True when Kuscia answers ``/healthZ`` with ``ready: true``, False when it cannot be reached.
 
-        Unreachable (or TLS failing) means False; a refused token or route still raises, because
-        those are configuration errors a health probe must not hide.
+        A refused token, route or certificate still raises: those are configuration errors that a
+        health probe must not hide behind "unhealthy".
         """
         try:
             data = await self.call(HEALTH, {})
+        except KusciaTLSError:
+            raise
         except KusciaUnavailable:
             return False
         return bool((data or {}).get("ready"))

@@ -1,0 +1,175 @@
+"""kopf registration only: watch events feed the caches and queue keys; reconcilers do the work.
+
+All handlers are `on.event` handlers, so kopf keeps no state on our objects (no progress or diff-base
+annotations): the operator writes status, its own finalizer and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..adapters.kube import KubeClient
+from ..models import kuscia as kuscia_models
+from ..models import paddleservice as ps_models
+from ..reconcile.kuscia_mirrors import (
+    MIRROR_ANNOTATION,
+    reconcile_kuscia_deployment,
+    reconcile_kuscia_job,
+)
+from ..reconcile.paddleservice import reconcile_paddleservice
+from ..runtime import metrics
+from ..runtime.cache import Key, ObjectCache, key_of
+from ..runtime.context import Config, Context
+from ..runtime.kuscia_hub import KusciaHub
+from ..runtime.queue import WorkQueue
+
+logger = logging.getLogger("paddle_kuscia")
+
+CONFIG = Config()
+_ctx: Context | None = None
+
+
+def context() -> Context:
+    if _ctx is None:
+        raise RuntimeError("the operator has not started")
+    return _ctx
+
+
+def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a change can alter what we do: spec (generation), deletion, finalizers, labels, annotations."""
+    if old is None:
+        return True
+    a, b = old.get("metadata", {}), new.get("metadata", {})
+    return any(a.get(k) != b.get(k) for k in ("generation", "deletionTimestamp", "finalizers", "labels", "annotations", "uid"))
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _ctx
+    settings.posting.level = logging.WARNING  # each posted log line is an API write
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
+    ctx = Context(config=CONFIG, kube=kube)
+    ctx.kuscia = KusciaHub(ctx)
+
+    def queue(kind: str, fn: Any) -> WorkQueue:
+        async def run(key: Any) -> float | None:
+            return await fn(ctx, key)
+
+        q = WorkQueue(
+            kind, run, workers=CONFIG.workers, base_delay=CONFIG.backoff_base, max_delay=CONFIG.backoff_max,
+            on_result=lambda name, outcome, secs: metrics.on_reconcile(name, outcome, secs),
+        )
+        q.start()
+        return q
+
+    ctx.queues["PaddleService"] = queue("PaddleService", reconcile_paddleservice)
+    ctx.queues["KusciaDeployment"] = queue("KusciaDeployment", reconcile_kuscia_deployment)
+    ctx.queues["KusciaJob"] = queue("KusciaJob", reconcile_kuscia_job)
+    ctx.kuscia.start()
+    _ctx = ctx
+    logger.info("Started paddle-kuscia operator workers=%s", CONFIG.workers)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    global _ctx
+    ctx, _ctx = _ctx, None
+    if ctx is None:
+        return
+    for q in ctx.queues.values():
+        await q.stop()
+    await ctx.kuscia.stop()
+    await ctx.kube.aclose()
+
+
+def _feed(cache: ObjectCache, queue_name: str, event: dict[str, Any], *, forget_extra: Any = None) -> None:
+    ctx = context()
+    obj = event["object"]
+    key = key_of(obj)
+    if event.get("type") == "DELETED":
+        cache.forget(key)
+        ctx.queues[queue_name].forget(key)
+        ctx.warned.pop(key, None)
+        if forget_extra:
+            forget_extra(key)
+        return
+    old = cache.get(key)
+    if cache.store(obj) and _significant(old, obj):
+        ctx.queues[queue_name].add(key)
+
+
+@kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL)
+async def paddleservice_event(event: dict[str, Any], **_: Any) -> None:
+    ctx = context()
+    _feed(ctx.paddleservices, "PaddleService", event, forget_extra=ctx.kuscia.forget_paddleservice)
+
+
+def _owner_key(obj: dict[str, Any]) -> Key | None:
+    meta = obj.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == ps_models.KIND and ref.get("apiVersion", "").startswith(ps_models.GROUP + "/"):
+            return (meta.get("namespace", ""), ref["name"])
+    return None
+
+
+@kopf.on.event("serving.knative.dev", "v1", "services")
+async def knative_service_event(event: dict[str, Any], **_: Any) -> None:
+    ctx = context()
+    obj = event["object"]
+    key = key_of(obj)
+    owner = _owner_key(obj) or key
+    if event.get("type") == "DELETED":
+        ctx.knative_services.forget(key)
+    elif not ctx.knative_services.store(obj):
+        return
+    if ctx.paddleservices.get(owner) is not None:
+        ctx.queues["PaddleService"].add(owner)
+
+
+@kopf.on.event("serving.knative.dev", "v1", "revisions")
+async def revision_event(event: dict[str, Any], **_: Any) -> None:
+    ctx = context()
+    obj = event["object"]
+    key = key_of(obj)
+    before = ctx.revisions.get(key)
+    if event.get("type") == "DELETED":
+        ctx.revisions.forget(key)
+        after = None
+    else:
+        if not ctx.revisions.store(obj):
+            return
+        after = ctx.revisions.get(key)
+    if before is not None and after is not None and before.get("status") == after.get("status"):
+        return
+    service = (obj.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/service")
+    if service and ctx.paddleservices.get((key[0], service)) is not None:
+        ctx.queues["PaddleService"].add((key[0], service))
+
+
+def _mirrored(obj: dict[str, Any]) -> bool:
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return CONFIG.mirror_all or annotations.get(MIRROR_ANNOTATION) == "true"
+
+
+@kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments")
+async def kuscia_deployment_event(event: dict[str, Any], **_: Any) -> None:
+    ctx = context()
+    if _mirrored(event["object"]) or ctx.kuscia_deployments.get(key_of(event["object"])) is not None:
+        _feed(ctx.kuscia_deployments, "KusciaDeployment", event, forget_extra=ctx.kuscia.forget_deployment)
+
+
+@kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciajobs")
+async def kuscia_job_event(event: dict[str, Any], **_: Any) -> None:
+    ctx = context()
+    if _mirrored(event["object"]) or ctx.kuscia_jobs.get(key_of(event["object"])) is not None:
+        _feed(ctx.kuscia_jobs, "KusciaJob", event, forget_extra=ctx.kuscia.forget_job)
+
+
+__all__ = ["CONFIG", "KubeClient", "context"]

@@ -1,0 +1,252 @@
+"""A small async Kubernetes API client for the writes and reads the reconcilers make.
+
+kopf does the watching; this client does everything else over one pooled httpx connection, with the
+credentials that the `kubernetes` package resolves from a kubeconfig or the in-cluster ServiceAccount.
+Wire errors become a few typed exceptions, so reconcilers can tell "retry later" from "give up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+logger = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    retryable = True
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class NotFound(KubeError):
+    retryable = False
+
+
+class Conflict(KubeError):
+    retryable = True
+
+
+class Invalid(KubeError):
+    """422 or 400: the API server refused the object itself; retrying the same object will not help."""
+
+    retryable = False
+
+
+class Forbidden(KubeError):
+    retryable = True  # RBAC can be fixed while we wait
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+        if sub is not None:
+            base += f"/{sub}"
+        return base
+
+
+PADDLESERVICES = Resource("elasticserving.paddlepaddle.org", "v1", "paddleservices", "PaddleService")
+KNATIVE_SERVICES = Resource("serving.knative.dev", "v1", "services", "Service")
+KNATIVE_REVISIONS = Resource("serving.knative.dev", "v1", "revisions", "Revision")
+KUSCIA_JOBS = Resource("kuscia.secretflow", "v1alpha1", "kusciajobs", "KusciaJob")
+KUSCIA_DEPLOYMENTS = Resource("kuscia.secretflow", "v1alpha1", "kusciadeployments", "KusciaDeployment")
+EVENTS = Resource("", "v1", "events", "Event")
+SECRETS = Resource("", "v1", "secrets", "Secret")
+
+
+def _load_configuration() -> k8s_client.Configuration:
+    cfg = k8s_client.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=cfg)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+class KubeClient:
+    """Async client; one per operator process."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 32,
+        timeout: float = 30.0,
+        on_request: Callable[[str, str, int, float], None] | None = None,
+    ) -> None:
+        cfg = _load_configuration()
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else ssl.create_default_context()
+        if cfg.cert_file and cfg.key_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        self._cfg = cfg
+        self._on_request = on_request
+        headers = {"Accept": "application/json", "User-Agent": "paddle-kuscia-operator"}
+        self._http = httpx.AsyncClient(
+            base_url=cfg.host,
+            verify=ctx,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _auth(self) -> dict[str, str]:
+        # Tokens may be refreshed on disk (projected ServiceAccount tokens): ask the configuration each time.
+        token = self._cfg.get_api_key_with_prefix("authorization") if self._cfg.refresh_api_key_hook is None else None
+        if self._cfg.refresh_api_key_hook is not None:
+            self._cfg.refresh_api_key_hook(self._cfg)
+            token = self._cfg.get_api_key_with_prefix("authorization")
+        return {"Authorization": token} if token else {}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = {**self._auth()}
+        content = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            content = json.dumps(body)
+        started = time.monotonic()
+        try:
+            resp = await self._http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.TransportError as err:
+            if self._on_request:
+                self._on_request(method, path, 0, time.monotonic() - started)
+            raise KubeError(0, f"{method} {path}: {type(err).__name__}: {err}") from err
+        if self._on_request:
+            self._on_request(method, path, resp.status_code, time.monotonic() - started)
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("message", resp.text)
+            except ValueError:
+                message = resp.text
+            cls = {404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid, 403: Forbidden}.get(
+                resp.status_code, KubeError
+            )
+            raise cls(resp.status_code, f"{method} {path}: {message}")
+        return resp.json() if resp.content else {}
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        return await self.request("GET", resource.path(namespace, name))
+
+    async def apply(self, resource: Resource, obj: dict[str, Any], *, field_manager: str) -> dict[str, Any]:
+        """Server-side apply: we own exactly the fields we send; other controllers' defaults stay theirs."""
+        meta = obj["metadata"]
+        return await self.request(
+            "PATCH",
+            resource.path(meta["namespace"], meta["name"]),
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": field_manager, "force": "true"},
+        )
+
+    async def patch_status(
+        self, resource: Resource, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace `.status` in one merge patch (guarded by resourceVersion when given)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self.request(
+            "PATCH",
+            resource.path(namespace, name, "status"),
+            body=body,
+            content_type="application/merge-patch+json",
+        )
+
+    async def json_patch(self, resource: Resource, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self.request(
+            "PATCH", resource.path(namespace, name), body=ops, content_type="application/json-patch+json"
+        )
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        try:
+            await self.request("DELETE", resource.path(namespace, name))
+        except NotFound:
+            pass
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's decoded data (never logged)."""
+        import base64
+
+        obj = await self.request("GET", SECRETS.path(namespace, name))
+        return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+    async def post_event(
+        self, involved: dict[str, Any], *, type: str, reason: str, message: str, component: str = "paddle-kuscia"
+    ) -> None:
+        """Record a core/v1 Event for `involved` (failures are logged, never raised: events are advisory)."""
+        meta = involved.get("metadata", {})
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.request("POST", EVENTS.path(meta.get("namespace")), body=event)
+        except KubeError as err:
+            logger.warning("Failed to post an event reason=%s error=%s", reason, err)
+
+
+async def retry_conflicts(fn: Callable[[], Any], attempts: int = 3) -> Any:
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except Conflict:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    return None

@@ -1,0 +1,177 @@
+"""`paddle-kuscia run | render`: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .builders.knative import Owner, build_knative_service, named_template
+from .builders.kuscia import (
+    bfia_create_request,
+    build_appimage,
+    deployment_create_request,
+    job_create_request,
+    paddleservice_create_request,
+    unsupported_on_kuscia,
+)
+from .models.kuscia import KusciaDeployment, KusciaJob
+from .models.observed import ConditionState, KnativeObservation, RevisionState
+from .models.paddleservice import Backend, PaddleService
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers
+
+    cfg = handlers.CONFIG
+    cfg.workers = args.workers
+    cfg.kuscia_url = args.kuscia_url
+    cfg.kuscia_credentials_dir = args.kuscia_credentials_dir
+    cfg.bfia_url = args.bfia_url
+    cfg.mirror_all = args.mirror_kuscia_resources
+    cfg.kuscia_poll_interval = args.kuscia_poll_interval
+    cfg.backoff_base = args.backoff_base
+    cfg.backoff_max = args.backoff_max
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    if args.metrics_port:
+        from .runtime import metrics
+
+        def sources() -> Any:
+            ctx = handlers._ctx
+            if ctx is None:
+                return []
+            return [
+                ("PaddleService", [o for _, o in ctx.paddleservices.items()]),
+                ("KusciaDeployment", [o for _, o in ctx.kuscia_deployments.items()]),
+                ("KusciaJob", [o for _, o in ctx.kuscia_jobs.items()]),
+            ]
+
+        metrics.serve(args.metrics_port, sources, addr=args.metrics_address)
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace or (),
+        standalone=args.standalone,
+        priority=args.priority,
+        peering_name=args.peering_name,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _ready_observation(revisions: list[str]) -> KnativeObservation:
+    """What Knative reports once every revision is ready: render shows the final split, not step one."""
+    return KnativeObservation(
+        revisions={name: RevisionState(name, ConditionState("True", "", "")) for name in revisions}
+    )
+
+
+def render_documents(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the operator would send for each object: Knative Services and Kuscia requests."""
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        kind = doc.get("kind")
+        meta = doc.get("metadata") or {}
+        name = meta.get("name", "")
+        namespace = meta.get("namespace", "default")
+        if kind == "PaddleService":
+            ps = PaddleService.model_validate(doc)
+            if ps.spec.effective_backend == Backend.KUSCIA:
+                problems = unsupported_on_kuscia(ps.spec)
+                if problems:
+                    raise ValueError(f"PaddleService {name}: not supported on the Kuscia backend: {'; '.join(problems)}")
+                image = None
+                if any(p.app_image is None for p in ps.spec.kuscia.parties):  # type: ignore[union-attr]
+                    appimage = build_appimage(name, ps.spec)
+                    image = appimage["name"]
+                    out.append({"kuscia": "/api/v1/appimage/create", "body": appimage})
+                out.append({"kuscia": "/api/v1/serving/create", "body": paddleservice_create_request(name, ps.spec, image)})
+                continue
+            owner = Owner(name, namespace, meta.get("uid", "00000000-0000-0000-0000-000000000000"), meta.get("labels") or {})
+            names = [named_template(owner, ps.spec, ps.spec.default)[0]]
+            if ps.spec.canary is not None:
+                names.append(named_template(owner, ps.spec, ps.spec.canary)[0])
+            ksvc, _ = build_knative_service(owner, ps.spec, _ready_observation(names))
+            out.append(ksvc)
+        elif kind == "KusciaDeployment":
+            kd = KusciaDeployment.model_validate(doc)
+            out.append({"kuscia": "/api/v1/serving/create", "body": deployment_create_request(name, kd.spec)})
+        elif kind == "KusciaJob":
+            kj = KusciaJob.model_validate(doc)
+            if (meta.get("annotations") or {}).get("paddle-kuscia.io/protocol") == "bfia":
+                out.append({"bfia": "/v1/interconn/schedule/job/create", "body": bfia_create_request(name, kj.spec)})
+            else:
+                out.append({"kuscia": "/api/v1/job/create", "body": job_create_request(name, kj.spec)})
+    return out
+
+
+def _render(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    try:
+        rendered = render_documents(docs)
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(rendered if len(rendered) != 1 else rendered[0], indent=2))
+    else:
+        print(yaml.safe_dump_all(rendered, sort_keys=False), end="")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paddle-kuscia", description="PaddleService on Knative or Kuscia; Kuscia mirrors.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable; globs allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("PADDLE_KUSCIA_LOG_FORMAT", "plain"))
+    run.add_argument("--standalone", action="store_true", help="no peering (a single instance)")
+    run.add_argument("--priority", type=int, default=None, help="peering priority (HA: the highest one acts)")
+    run.add_argument("--peering-name", default=None)
+    run.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--metrics-port", type=int, default=None)
+    run.add_argument("--metrics-address", default="0.0.0.0")
+    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles per kind")
+    run.add_argument("--kuscia-url", default=os.environ.get("KUSCIA_API_URL"))
+    run.add_argument("--kuscia-credentials-dir", default=os.environ.get("KUSCIA_CREDENTIALS_DIR"))
+    run.add_argument("--bfia-url", default=os.environ.get("KUSCIA_BFIA_URL"))
+    run.add_argument("--mirror-kuscia-resources", action="store_true",
+                     help="mirror every KusciaJob/KusciaDeployment, not only annotated ones")
+    run.add_argument("--kuscia-poll-interval", type=float, default=10.0)
+    run.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay after a failed reconcile")
+    run.add_argument("--backoff-max", type=float, default=300.0)
+    run.set_defaults(func=_run)
+
+    render = sub.add_parser("render", help="print what the operator would apply, without a cluster")
+    render.add_argument("-f", "--filename", required=True, help="YAML file with PaddleService/Kuscia objects, or -")
+    render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    render.set_defaults(func=_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "run" and not args.namespace and not args.all_namespaces:
+        args.all_namespaces = True
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Mirror KusciaDeployment and KusciaJob objects from this cluster onto a Kuscia instance.
+
+Opt-in per object (annotation `paddle-kuscia.io/mirror: "true"`) or for all (`--mirror-kuscia-resources`),
+so the operator never fights Kuscia's own controllers inside a Kuscia cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..adapters.kube import KUSCIA_DEPLOYMENTS, KUSCIA_JOBS, Resource
+from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound, KusciaRejected
+from ..builders.compare import digest
+from ..builders.kuscia import InvalidBfiaTask, bfia_create_request, deployment_create_request, job_create_request
+from ..models.base import KUSCIA_ID
+from ..models.kuscia import KusciaDeployment, KusciaJob
+from ..runtime.cache import Key, ObjectCache
+from ..runtime.context import Context, now_rfc3339
+from ..runtime.kuscia_hub import NoKusciaConnection, describe
+from ..runtime.queue import RetryLater
+from ..status.kuscia import JOB_TERMINAL, MISSING, Problem, deployment_status, job_status
+from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
+
+logger = logging.getLogger("paddle_kuscia")
+
+MIRROR_ANNOTATION = "paddle-kuscia.io/mirror"
+CONNECTION_ANNOTATION = "paddle-kuscia.io/connection-secret"
+PROTOCOL_ANNOTATION = "paddle-kuscia.io/protocol"
+FINALIZER = "paddle-kuscia.io/kuscia-mirror"
+
+
+def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
+    return ctx.config.mirror_all or (body["metadata"].get("annotations") or {}).get(MIRROR_ANNOTATION) == "true"
+
+
+async def _prelude(
+    ctx: Context, kind: str, resource: Resource, cache: ObjectCache, key: Key, model: Any
+) -> tuple[dict[str, Any], Any, Any] | None:
+    """Common steps: mirror opt-out, validation, connection. Returns (body, parsed, connection) or None."""
+    body = cache.get(key)
+    if body is None:
+        return None
+    meta = body["metadata"]
+    if not _mirrored(ctx, body):
+        ctx.kuscia.untrack(kind, key)
+        await remove_finalizer(ctx, resource, cache, body, FINALIZER)  # stop mirroring; the remote object stays
+        return None
+    import re
+
+    if not re.match(KUSCIA_ID, meta["name"]):
+        await _fail(ctx, resource, cache, body, "InvalidName", f"{meta['name']!r} is not a valid Kuscia id ({KUSCIA_ID}).")
+        return None
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as err:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
+        await _fail(ctx, resource, cache, body, "InvalidSpec", f"The spec is invalid: {where}")
+        return None
+    secret = (meta.get("annotations") or {}).get(CONNECTION_ANNOTATION)
+    try:
+        conn = await ctx.kuscia.connection(meta["namespace"], secret)
+    except NoKusciaConnection as err:
+        await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
+        raise RetryLater(str(err)) from None
+    return body, parsed, conn
+
+
+async def _fail(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], reason: str,
+                message: str, ready: str = "False") -> None:
+    await write_status(ctx, resource, cache, body, failure_status(body, reason=reason, message=message, ready=ready))
+
+
+async def _report(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], err: KusciaError) -> None:
+    problem = describe(err)
+    await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
+    if not isinstance(err, KusciaRejected):
+        raise RetryLater(str(err))
+
+
+async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
+    cache, resource = ctx.kuscia_deployments, KUSCIA_DEPLOYMENTS
+    found = await _prelude(ctx, "kd", resource, cache, key, KusciaDeployment)
+    if found is None:
+        return None
+    body, kd, conn = found
+    meta = body["metadata"]
+    name = meta["name"]
+    if meta.get("deletionTimestamp"):
+        try:
+            await conn.client.delete_serving(name, missing_ok=True)
+        except KusciaError as err:
+            await _report(ctx, resource, cache, body, err)
+            return None
+        ctx.kuscia.untrack("kd", key)
+        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
+        return None
+    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
+    ctx.kuscia.track("kd", conn, name, key)
+    request = deployment_create_request(name, kd.spec)
+    wanted = digest(request)
+    mirror = dict((body.get("status") or {}).get("mirror") or {})
+    remote = ctx.kuscia.remote("kd", conn, name)
+    try:
+        if not mirror.get("specHash") or remote == MISSING:
+            try:
+                await conn.client.create_serving(request)
+                logger.info("Created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
+            except KusciaAlreadyExists:
+                await conn.client.update_serving({k: request[k] for k in ("serving_id", "serving_input_config", "parties")})
+            remote = None
+        elif mirror["specHash"] != wanted:
+            try:
+                await conn.client.update_serving({k: request[k] for k in ("serving_id", "serving_input_config", "parties")})
+                logger.info("Updated Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
+            except KusciaNotFound:
+                await conn.client.create_serving(request)
+            remote = None
+    except KusciaError as err:
+        await _report(ctx, resource, cache, body, err)
+        return None
+    if remote is None:
+        ctx.kuscia.set_remote("kd", conn, name, None)
+    mirror = {"remoteId": name, "specHash": wanted, "submittedGeneration": meta.get("generation", 1), "connection": conn.url}
+    status = deployment_status(
+        name=name, generation=meta.get("generation", 1), previous=body.get("status"), detail=remote,
+        problem=conn.problem, mirror=mirror, spec_changed_after_submit=False, now=now_rfc3339(),
+    )
+    await write_status(ctx, resource, cache, body, status)
+    return None
+
+
+async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
+    cache, resource = ctx.kuscia_jobs, KUSCIA_JOBS
+    found = await _prelude(ctx, "job", resource, cache, key, KusciaJob)
+    if found is None:
+        return None
+    body, kj, conn = found
+    meta = body["metadata"]
+    name = meta["name"]
+    status_now = body.get("status") or {}
+    mirror = dict(status_now.get("mirror") or {})
+    remote = ctx.kuscia.remote("job", conn, name)
+    if meta.get("deletionTimestamp"):
+        try:
+            if mirror.get("specHash") and status_now.get("phase") not in JOB_TERMINAL:
+                try:
+                    await conn.client.stop_job(name, reason="KusciaJob deleted in Kubernetes")
+                except KusciaNotFound:
+                    pass
+            await conn.client.delete_job(name, missing_ok=True)
+        except KusciaError as err:
+            await _report(ctx, resource, cache, body, err)
+            return None
+        logger.info("Stopped and deleted Kuscia job namespace=%s name=%s", *key)
+        ctx.kuscia.untrack("job", key)
+        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
+        return None
+
+    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
+    bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
+    try:
+        request = bfia_create_request(name, kj.spec) if bfia else job_create_request(name, kj.spec)
+    except InvalidBfiaTask as err:
+        await _fail(ctx, resource, cache, body, "InvalidSpec", str(err))
+        return None
+    wanted = digest(request)
+    ctx.kuscia.track("job", conn, name, key)
+    if not mirror.get("specHash"):
+        try:
+            if bfia:
+                await ctx.kuscia.bfia().create_job(request)
+            else:
+                await conn.client.create_job(request)
+            logger.info("Submitted Kuscia job namespace=%s name=%s protocol=%s", *key, "bfia" if bfia else "kuscia")
+        except KusciaAlreadyExists:
+            logger.info("Adopted existing Kuscia job namespace=%s name=%s", *key)
+        except NoKusciaConnection as err:
+            await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
+            return None
+        except KusciaError as err:
+            await _report(ctx, resource, cache, body, err)
+            return None
+        mirror = {"remoteId": name, "specHash": wanted, "submittedGeneration": meta.get("generation", 1),
+                  "connection": conn.url}
+        ctx.kuscia.set_remote("job", conn, name, None)
+        remote = None
+    changed = mirror.get("specHash") != wanted
+    problem: Problem | None = conn.problem
+    status = job_status(
+        generation=meta.get("generation", 1), previous=body.get("status"), detail=remote, problem=problem,
+        mirror=mirror, spec_changed_after_submit=changed, now=now_rfc3339(),
+    )
+    await write_status(ctx, resource, cache, body, status)
+    return None

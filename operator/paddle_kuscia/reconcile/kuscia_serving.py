@@ -1,0 +1,147 @@
+"""Reconcile a PaddleService with `spec.backend: kuscia` onto a Kuscia serving."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..adapters.kube import PADDLESERVICES
+from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound, KusciaRejected
+from ..builders.compare import digest
+from ..builders.kuscia import (
+    appimage_name,
+    build_appimage,
+    paddleservice_create_request,
+    serving_id,
+    unsupported_on_kuscia,
+    update_request,
+)
+from ..models.paddleservice import PaddleService
+from ..runtime.cache import Key
+from ..runtime.context import Context, now_rfc3339
+from ..runtime.kuscia_hub import Connection, NoKusciaConnection, describe
+from ..runtime.queue import RetryLater
+from ..status.conditions import Cond
+from ..status.kuscia import MISSING, Problem, paddleservice_kuscia_status
+from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
+
+logger = logging.getLogger("paddle_kuscia")
+
+FINALIZER = "paddle-kuscia.io/kuscia-serving"
+
+
+async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any], ps: PaddleService) -> float | None:
+    meta = body["metadata"]
+    spec = ps.spec
+    assert spec.kuscia is not None or meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or [])
+    kuscia = spec.kuscia
+    sid = serving_id(meta["name"], spec)
+    hub = ctx.kuscia
+    previous_block = (body.get("status") or {}).get("kuscia") or {}
+
+    try:
+        conn = await hub.connection(meta["namespace"], kuscia.connection_secret if kuscia else None)
+    except NoKusciaConnection as err:
+        await _problem(ctx, body, Problem("False", "KusciaNotConfigured", str(err)))
+        raise RetryLater(str(err)) from None
+
+    if meta.get("deletionTimestamp"):
+        remote_id = previous_block.get("servingId") or sid
+        try:
+            await conn.client.delete_serving(remote_id, missing_ok=True)
+        except KusciaError as err:
+            await _problem(ctx, body, describe(err))
+            raise RetryLater(f"deleting Kuscia serving {remote_id} failed: {err}") from None
+        logger.info("Deleted Kuscia serving serving_id=%s namespace=%s name=%s", remote_id, *key)
+        hub.untrack("ps", key)
+        await remove_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
+        return None
+
+    if kuscia is None:  # backend switched away from kuscia: clean up the remote serving first
+        return await _switch_away(ctx, key, body, conn, previous_block.get("servingId") or sid)
+
+    problems = unsupported_on_kuscia(spec)
+    if problems:
+        message = "Not supported on the Kuscia backend: " + "; ".join(problems)
+        await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(
+            body, reason="UnsupportedOnKuscia", message=message,
+            extra=[Cond("KusciaServingReady", "False", "UnsupportedOnKuscia", message)],
+        ))
+        return None
+
+    body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
+    hub.track("ps", conn, sid, key)
+
+    app_image = None
+    if any(p.app_image is None for p in kuscia.parties):
+        app_image = appimage_name(meta["name"], spec)
+        if previous_block.get("appImage") != app_image:
+            try:
+                await conn.client.create_appimage(build_appimage(meta["name"], spec))
+                logger.info("Registered Kuscia AppImage name=%s namespace=%s ps=%s", app_image, *key)
+            except KusciaAlreadyExists:
+                pass
+            except KusciaError as err:
+                return await _kuscia_failed(ctx, body, err)
+
+    request = paddleservice_create_request(meta["name"], spec, app_image)
+    wanted_hash = digest(request)
+    applied_hash = previous_block.get("appliedHash")
+    remote = hub.remote("ps", conn, sid)
+    try:
+        if applied_hash is None or remote == MISSING:
+            try:
+                await conn.client.create_serving(request)
+                logger.info("Created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
+            except KusciaAlreadyExists:
+                await conn.client.update_serving(update_request(request))
+                logger.info("Adopted existing Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
+            hub.set_remote("ps", conn, sid, None)
+            remote = None
+        elif applied_hash != wanted_hash:
+            try:
+                await conn.client.update_serving(update_request(request))
+                logger.info("Updated Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
+            except KusciaNotFound:
+                await conn.client.create_serving(request)
+                logger.info("Re-created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
+            hub.set_remote("ps", conn, sid, None)
+            remote = None
+    except KusciaError as err:
+        return await _kuscia_failed(ctx, body, err, applied_hash=applied_hash)
+
+    status = paddleservice_kuscia_status(
+        generation=meta.get("generation", 1), previous=body.get("status"), serving_id=sid,
+        initiator=kuscia.initiator, detail=remote, problem=conn.problem, applied_hash=wanted_hash,
+        app_image=app_image, now=now_rfc3339(),
+    )
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
+    return None
+
+
+async def _switch_away(ctx: Context, key: Key, body: dict[str, Any], conn: Connection, remote_id: str) -> float | None:
+    try:
+        await conn.client.delete_serving(remote_id, missing_ok=True)
+    except KusciaError as err:
+        await _problem(ctx, body, describe(err))
+        raise RetryLater(str(err)) from None
+    ctx.kuscia.untrack("ps", key)
+    await remove_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
+    ctx.queues["PaddleService"].add(key)  # now reconcile it on its new backend
+    return None
+
+
+async def _kuscia_failed(ctx: Context, body: dict[str, Any], err: KusciaError, applied_hash: str | None = None) -> None:
+    problem = describe(err)
+    await _problem(ctx, body, problem)
+    if isinstance(err, KusciaRejected):
+        return None  # retrying the same request will not help; a spec change will queue it again
+    raise RetryLater(str(err))
+
+
+async def _problem(ctx: Context, body: dict[str, Any], problem: Problem) -> None:
+    status = failure_status(
+        body, reason=problem.reason, message=problem.message, ready=problem.status,
+        extra=[Cond("KusciaServingReady", problem.status, problem.reason, problem.message)],
+    )
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)

@@ -1,0 +1,235 @@
+"""Kuscia connections and status polling shared by all Kuscia-backed objects.
+
+One pooled client per distinct connection (operator default or a per-object Secret). Status is polled with
+one batchQuery per poll interval per kind and connection (chunks of 100 ids), never one call per object;
+objects whose remote status changed are queued for reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..adapters.kube import KubeError
+from ..adapters.kuscia import (
+    BfiaClient,
+    KusciaAuthError,
+    KusciaClient,
+    KusciaCredentials,
+    KusciaCredentialsError,
+    KusciaError,
+    KusciaUnavailable,
+)
+from ..status.kuscia import JOB_TERMINAL, MISSING, Problem
+from . import metrics
+from .cache import Key
+
+logger = logging.getLogger("paddle_kuscia")
+
+KINDS = {"ps": "PaddleService", "kd": "KusciaDeployment", "job": "KusciaJob"}
+SECRET_TTL = 30.0
+
+
+class NoKusciaConnection(Exception):
+    """No usable Kuscia credentials for an object (not configured, Secret missing or malformed)."""
+
+
+@dataclass
+class Connection:
+    id: str
+    url: str
+    client: KusciaClient
+    problem: Problem | None = None
+    # kind -> remote id -> keys of the objects mirrored onto it
+    tracked: dict[str, dict[str, set[Key]]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    # kind -> remote id -> last polled detail (dict) or MISSING
+    remote: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
+
+
+def describe(err: Exception) -> Problem:
+    if isinstance(err, KusciaAuthError):
+        return Problem("False", "KusciaAuthFailed", f"Kuscia refused our credentials: {err}")
+    if isinstance(err, KusciaUnavailable):
+        return Problem("Unknown", "KusciaUnavailable", f"Kuscia API unreachable or failing: {err}")
+    if isinstance(err, KusciaError):
+        return Problem("False", "KusciaRequestRejected", str(err))
+    return Problem("Unknown", "KusciaUnavailable", f"{type(err).__name__}: {err}")
+
+
+class KusciaHub:
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._connections: dict[str, Connection] = {}
+        self._secrets: dict[tuple[str, str], tuple[float, KusciaCredentials]] = {}
+        self._default: KusciaCredentials | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bfia: BfiaClient | None = None
+        self._by_key: dict[tuple[str, Key], tuple[str, str]] = {}  # (kind, key) -> (connection id, remote id)
+        self.polls = 0
+
+    # ---- connections ------------------------------------------------------------------------------
+
+    def _default_credentials(self) -> KusciaCredentials:
+        cfg = self._ctx.config
+        if self._default is None:
+            if not cfg.kuscia_credentials_dir:
+                raise NoKusciaConnection(
+                    "No Kuscia connection: start the operator with --kuscia-credentials-dir (and --kuscia-url), "
+                    "or name a connection Secret on the object."
+                )
+            try:
+                self._default = KusciaCredentials.from_dir(cfg.kuscia_credentials_dir, url=cfg.kuscia_url)
+            except (KusciaCredentialsError, OSError) as err:
+                raise NoKusciaConnection(f"The operator's Kuscia credentials are unusable: {err}") from None
+        return self._default
+
+    async def _secret_credentials(self, namespace: str, name: str) -> KusciaCredentials:
+        cached = self._secrets.get((namespace, name))
+        if cached and time.monotonic() - cached[0] < SECRET_TTL:
+            return cached[1]
+        try:
+            data = await self._ctx.kube.read_secret(namespace, name)
+        except KubeError as err:
+            raise NoKusciaConnection(f"Cannot read the Kuscia connection Secret {namespace}/{name}: HTTP {err.status}") from None
+        try:
+            creds = KusciaCredentials.from_mapping(data, default_url=self._ctx.config.kuscia_url)
+        except KusciaCredentialsError as err:
+            raise NoKusciaConnection(f"The Kuscia connection Secret {namespace}/{name} is unusable: {err}") from None
+        self._secrets[(namespace, name)] = (time.monotonic(), creds)
+        return creds
+
+    async def connection(self, namespace: str, secret: str | None) -> Connection:
+        creds = await self._secret_credentials(namespace, secret) if secret else self._default_credentials()
+        conn_id = creds.fingerprint()[:16]
+        conn = self._connections.get(conn_id)
+        if conn is None:
+            client = KusciaClient(creds, on_call=metrics.on_kuscia_call)
+            conn = self._connections[conn_id] = Connection(conn_id, creds.url, client)
+        return conn
+
+    def bfia(self) -> BfiaClient:
+        url = self._ctx.config.bfia_url
+        if not url:
+            raise NoKusciaConnection("BFIA jobs need the operator flag --bfia-url.")
+        if self._bfia is None:
+            creds = self._default_credentials() if url.startswith("https://") else None
+            self._bfia = BfiaClient(url, credentials=creds, on_call=metrics.on_kuscia_call)
+        return self._bfia
+
+    # ---- tracking ----------------------------------------------------------------------------------
+
+    def track(self, kind: str, conn: Connection, remote_id: str, key: Key) -> None:
+        old = self._by_key.get((kind, key))
+        if old == (conn.id, remote_id):
+            return
+        if old is not None:
+            self._untrack(kind, key)
+        conn.tracked[kind].setdefault(remote_id, set()).add(key)
+        self._by_key[(kind, key)] = (conn.id, remote_id)
+
+    def _untrack(self, kind: str, key: Key) -> None:
+        where = self._by_key.pop((kind, key), None)
+        if where is None:
+            return
+        conn = self._connections.get(where[0])
+        if conn is None:
+            return
+        keys = conn.tracked[kind].get(where[1])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del conn.tracked[kind][where[1]]
+                conn.remote[kind].pop(where[1], None)
+
+    def forget_paddleservice(self, key: Key) -> None:
+        self._untrack("ps", key)
+
+    def forget_deployment(self, key: Key) -> None:
+        self._untrack("kd", key)
+
+    def forget_job(self, key: Key) -> None:
+        self._untrack("job", key)
+
+    def untrack(self, kind: str, key: Key) -> None:
+        self._untrack(kind, key)
+
+    def remote(self, kind: str, conn: Connection, remote_id: str) -> Any:
+        return conn.remote[kind].get(remote_id)
+
+    def set_remote(self, kind: str, conn: Connection, remote_id: str, detail: Any) -> None:
+        conn.remote[kind][remote_id] = detail
+
+    # ---- polling ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll_forever(), name="kuscia-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for conn in self._connections.values():
+            await conn.client.aclose()
+        if self._bfia is not None:
+            await self._bfia.aclose()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ctx.config.kuscia_poll_interval)
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Kuscia status poll failed")
+
+    async def poll_once(self) -> None:
+        self.polls += 1
+        for conn in list(self._connections.values()):
+            await asyncio.gather(*(self._poll(conn, kind) for kind in KINDS))
+
+    async def _poll(self, conn: Connection, kind: str) -> None:
+        ids = sorted(
+            rid for rid in conn.tracked[kind]
+            if not (kind == "job" and isinstance(conn.remote[kind].get(rid), dict)
+                    and conn.remote[kind][rid].get("state") in JOB_TERMINAL)
+        )
+        if not ids:
+            return
+        try:
+            if kind == "job":
+                found: dict[str, Any] = await conn.client.batch_query_job_status(ids)
+            else:
+                found = await conn.client.batch_query_serving_status(ids)
+        except KusciaError as err:
+            problem = describe(err)
+            if conn.problem != problem:
+                conn.problem = problem
+                logger.warning("Kuscia status poll failed url=%s reason=%s", conn.url, problem.reason)
+                self._enqueue_all(conn)
+            return
+        if conn.problem is not None:
+            conn.problem = None
+            logger.info("Kuscia API reachable again url=%s", conn.url)
+            self._enqueue_all(conn)
+        for rid in ids:
+            detail = found[rid] if rid in found else MISSING
+            if detail is None and rid in found:
+                detail = {"state": "Pending"}
+            if conn.remote[kind].get(rid) != detail:
+                conn.remote[kind][rid] = detail
+                self._enqueue(kind, conn.tracked[kind].get(rid, ()))
+
+    def _enqueue(self, kind: str, keys: Any) -> None:
+        queue = self._ctx.queues.get(KINDS[kind])
+        for key in list(keys):
+            if queue is not None:
+                queue.add(key)
+
+    def _enqueue_all(self, conn: Connection) -> None:
+        for kind, per_id in conn.tracked.items():
+            for keys in per_id.values():
+                self._enqueue(kind, keys)

@@ -1,0 +1,261 @@
+"""Statuses from what Kuscia reports (ServingStatusDetail, JobStatusDetail), pure: `now` is a parameter.
+
+Remote state is one of: not yet known (None), missing (Kuscia does not know the id), or a detail dict
+in Kuscia's snake_case wire shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .conditions import Cond, merge_conditions, summarize
+
+MISSING = "missing"
+
+SERVING_READY = {"Available"}
+SERVING_PROGRESSING = {"Pending", "Progressing", "PartialAvailable", "Unknown", ""}
+JOB_TERMINAL = {"Succeeded", "Failed", "Cancelled", "ApprovalReject"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why we could not talk to Kuscia or it refused us (shown as a condition)."""
+
+    status: str  # "False" or "Unknown"
+    reason: str
+    message: str
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def serving_condition(ctype: str, detail: dict[str, Any] | str | None, problem: Problem | None) -> Cond:
+    if problem is not None:
+        return Cond(ctype, problem.status, problem.reason, problem.message)
+    if detail is None:
+        return Cond(ctype, "Unknown", "Pending", "Waiting for Kuscia to report the serving's status.")
+    if detail == MISSING:
+        return Cond(ctype, "Unknown", "ServingMissing", "Kuscia does not know the serving; creating it again.")
+    assert isinstance(detail, dict)
+    state = detail.get("state") or "Pending"
+    parties = f"{_int(detail.get('available_parties')) or 0}/{_int(detail.get('total_parties')) or 0} parties available"
+    message = "; ".join(x for x in (parties, detail.get("reason") or "", detail.get("message") or "") if x)
+    if state in SERVING_READY:
+        return Cond(ctype, "True", "Available", message)
+    if state == "Failed":
+        return Cond(ctype, "False", detail.get("reason") or "Failed", message)
+    return Cond(ctype, "Unknown", state or "Pending", message)
+
+
+def _party_statuses(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    parties = []
+    for p in sorted(detail.get("party_statuses") or [], key=lambda p: (p.get("domain_id", ""), p.get("role", ""))):
+        entry: dict[str, Any] = {
+            "domainId": p.get("domain_id", ""),
+            "state": p.get("state", ""),
+            "replicas": _int(p.get("replicas")) or 0,
+            "availableReplicas": _int(p.get("available_replicas")) or 0,
+        }
+        if p.get("role"):
+            entry["role"] = p["role"]
+        endpoints = sorted(
+            ({"portName": e.get("port_name", ""), "scope": e.get("scope", ""), "endpoint": e.get("endpoint", "")}
+             for e in p.get("endpoints") or []),
+            key=lambda e: (e["portName"], e["endpoint"]),
+        )
+        if endpoints:
+            entry["endpoints"] = endpoints
+        parties.append(entry)
+    return parties
+
+
+def service_url(detail: dict[str, Any] | str | None, initiator: str) -> str | None:
+    """The initiator's `service` endpoint, where SecretFlow Serving answers PredictionService/Predict."""
+    if not isinstance(detail, dict):
+        return None
+    for party in detail.get("party_statuses") or []:
+        if party.get("domain_id") != initiator:
+            continue
+        for endpoint in party.get("endpoints") or []:
+            if endpoint.get("port_name") == "service" and endpoint.get("endpoint"):
+                return f"http://{endpoint['endpoint']}"
+    return None
+
+
+def paddleservice_kuscia_status(
+    *,
+    generation: int,
+    previous: dict[str, Any] | None,
+    serving_id: str,
+    initiator: str,
+    detail: dict[str, Any] | str | None,
+    problem: Problem | None,
+    applied_hash: str | None,
+    app_image: str | None,
+    now: str,
+) -> dict[str, Any]:
+    previous = previous or {}
+    serving = serving_condition("KusciaServingReady", detail, problem)
+    ready = summarize([serving], ready_reason="Serving", ready_message="The Kuscia serving is available.")
+    stale = {"DefaultEndpointReady", "CanaryEndpointReady", "RoutesReady"}
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") not in stale]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(kept, [ready, serving], generation=generation, now=now),
+    }
+    block: dict[str, Any] = {"servingId": serving_id}
+    if isinstance(detail, dict):
+        block.update(
+            {
+                "state": detail.get("state") or "Pending",
+                "totalParties": _int(detail.get("total_parties")) or 0,
+                "availableParties": _int(detail.get("available_parties")) or 0,
+                "parties": _party_statuses(detail),
+            }
+        )
+        if detail.get("reason"):
+            block["reason"] = detail["reason"]
+        if detail.get("message"):
+            block["message"] = detail["message"]
+    elif detail == MISSING:
+        block["state"] = "Missing"
+    if applied_hash:
+        block["appliedHash"] = applied_hash
+    if app_image:
+        block["appImage"] = app_image
+    status["kuscia"] = block
+    url = service_url(detail, initiator) or (previous.get("url") if not isinstance(detail, dict) else None)
+    if url:
+        status["url"] = url
+        status["address"] = {"url": url}
+    return status
+
+
+def deployment_status(
+    *,
+    name: str,
+    generation: int,
+    previous: dict[str, Any] | None,
+    detail: dict[str, Any] | str | None,
+    problem: Problem | None,
+    mirror: dict[str, Any],
+    spec_changed_after_submit: bool,
+    now: str,
+) -> dict[str, Any]:
+    """KusciaDeployment status in Kuscia's own shape, plus `Ready` and `mirror`."""
+    previous = previous or {}
+    status: dict[str, Any] = {}
+    if isinstance(detail, dict):
+        state = detail.get("state") or ""
+        status["phase"] = {"Pending": "Progressing", "Unknown": "Progressing"}.get(state, state) or "Progressing"
+        status["totalParties"] = _int(detail.get("total_parties")) or 0
+        status["availableParties"] = _int(detail.get("available_parties")) or 0
+        if detail.get("reason"):
+            status["reason"] = detail["reason"]
+        if detail.get("message"):
+            status["message"] = detail["message"]
+        per_domain: dict[str, Any] = {}
+        for p in detail.get("party_statuses") or []:
+            per_domain.setdefault(p.get("domain_id", ""), {})[name] = {
+                "phase": p.get("state", ""),
+                "role": p.get("role", ""),
+                "replicas": _int(p.get("replicas")) or 0,
+                "availableReplicas": _int(p.get("available_replicas")) or 0,
+                "unavailableReplicas": _int(p.get("unavailable_replicas")) or 0,
+                "updatedReplicas": _int(p.get("updatedReplicas")) or 0,
+                "creationTimestamp": p.get("create_time", ""),
+            }
+        status["partyDeploymentStatuses"] = dict(sorted(per_domain.items()))
+    else:
+        status["totalParties"] = previous.get("totalParties", 0)
+        status["availableParties"] = previous.get("availableParties", 0)
+    serving = serving_condition("Ready", detail, problem)
+    conditions = [serving]
+    if spec_changed_after_submit:
+        conditions.append(Cond("SpecSynced", "False", "UpdatePending", "The spec changed; updating the Kuscia serving."))
+    status["conditions"] = merge_conditions(
+        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"], conditions,
+        generation=generation, now=now,
+    )
+    status["observedGeneration"] = generation
+    status["mirror"] = mirror
+    status["lastReconcileTime"] = _keep_time(previous, status, now)
+    return status
+
+
+def job_status(
+    *,
+    generation: int,
+    previous: dict[str, Any] | None,
+    detail: dict[str, Any] | str | None,
+    problem: Problem | None,
+    mirror: dict[str, Any],
+    spec_changed_after_submit: bool,
+    now: str,
+) -> dict[str, Any]:
+    """KusciaJob status in Kuscia's own shape (phase, taskStatus, times), plus `Ready`/`Succeeded` and `mirror`."""
+    previous = previous or {}
+    status: dict[str, Any] = {}
+    state = ""
+    if isinstance(detail, dict):
+        state = detail.get("state") or "Pending"
+        status["phase"] = state
+        tasks = {t.get("task_id") or t.get("alias", ""): t.get("state", "Pending") for t in detail.get("tasks") or []}
+        if tasks:
+            status["taskStatus"] = dict(sorted(tasks.items()))
+        if detail.get("start_time"):
+            status["startTime"] = detail["start_time"]
+        if detail.get("end_time") and state in JOB_TERMINAL:
+            status["completionTime"] = detail["end_time"]
+        if detail.get("err_msg"):
+            status["message"] = detail["err_msg"]
+            status["reason"] = "JobFailed" if state == "Failed" else "KusciaMessage"
+    elif detail == MISSING:
+        status = {k: v for k, v in previous.items() if k in ("phase", "taskStatus", "startTime", "completionTime")}
+    if problem is not None:
+        ready = Cond("Ready", problem.status, problem.reason, problem.message)
+    elif detail is None:
+        ready = Cond("Ready", "Unknown", "Submitted", "Waiting for Kuscia to report the job's status.")
+    elif detail == MISSING and previous.get("phase") not in JOB_TERMINAL:
+        ready = Cond("Ready", "False", "JobMissing", "Kuscia no longer knows this job.")
+    elif detail == MISSING:
+        ready = Cond("Ready", "True" if previous.get("phase") == "Succeeded" else "False",
+                     previous.get("phase", "Unknown"), "Kuscia no longer keeps this finished job.")
+    elif state == "Succeeded":
+        ready = Cond("Ready", "True", "Succeeded", "The job succeeded.")
+    elif state in JOB_TERMINAL:
+        ready = Cond("Ready", "False", state, (detail.get("err_msg") if isinstance(detail, dict) else "") or f"The job is {state}.")
+    else:
+        ready = Cond("Ready", "Unknown", state or "Pending", f"The job is {state or 'Pending'}.")
+    conditions = [ready]
+    if spec_changed_after_submit:
+        conditions.append(
+            Cond("SpecSynced", "False", "ImmutableAfterSubmit",
+                 "The spec changed after the job was submitted; Kuscia jobs cannot be changed. "
+                 "Delete and re-create the KusciaJob to run the new spec.")
+        )
+    status["conditions"] = merge_conditions(
+        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"], conditions,
+        generation=generation, now=now,
+    )
+    status["observedGeneration"] = generation
+    status["mirror"] = mirror
+    status["lastReconcileTime"] = _keep_time(previous, status, now)
+    return status
+
+
+def _keep_time(previous: dict[str, Any], status: dict[str, Any], now: str) -> str:
+    """lastReconcileTime moves only when something else in the status moved (no churn for Argo CD)."""
+    def strip(s: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in s.items() if k != "lastReconcileTime"}
+        out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []]
+        return out
+
+    if previous.get("lastReconcileTime") and strip(previous) == strip(status):
+        return previous["lastReconcileTime"]
+    return now
