@@ -297,6 +297,8 @@ class _Store:
         clock: Callable[[], float],
         wall: Callable[[], dt.datetime],
     ) -> None:
+        if step_seconds <= 0:
+            raise ValueError("step_seconds must be positive (use advance() to move time by hand)")
         self.step_seconds = step_seconds
         self.domain = domain
         self.p2p = p2p
@@ -322,12 +324,14 @@ class _Store:
         with self.lock:
             self._offset += steps * self.step_seconds
 
-    def _steps_since(self, start: float) -> int:
-        if self.step_seconds <= 0:
-            return 1 << 30
-        return math.floor((self.now() - start) / self.step_seconds + 1e-9)
+    def _position(self, start: float, moment: float | None = None) -> float:
+        """Emulated controller steps elapsed between ``start`` and ``moment`` (default: now)."""
+        return ((self.now() if moment is None else moment) - start) / self.step_seconds + 1e-9
 
-    def _wall_at(self, created: dt.datetime, steps: int) -> dt.datetime:
+    def _steps_since(self, start: float) -> int:
+        return math.floor(self._position(start))
+
+    def _wall_at(self, created: dt.datetime, steps: float) -> dt.datetime:
         return created + dt.timedelta(seconds=steps * self.step_seconds)
 
     def _shuffled(self, items: list[Any]) -> list[Any]:
@@ -900,19 +904,19 @@ class _Store:
         the job at once. Either way the job halts: tasks not started by then are never created and
         the running ones fail.
         """
-        steps = self._steps_since(job.epoch)
+        position = self._position(job.epoch)
+        steps = math.floor(position)
         levels = self._task_levels(job)
-        halts: dict[int, str] = {}  # step -> error message of the event halting the job there
+        halts: dict[float, str] = {}  # position -> error message of the event halting the job there
         natural = [2 + levels[t["task_id"]] for t in job.tasks if "fail" in t["app_image"]]
         if natural:
-            halts.setdefault(min(natural), "stopped because another task of the job failed")
+            halts.setdefault(float(min(natural)), "stopped because another task of the job failed")
         if job.forced_failure is not None:
-            at = self._steps_between(job.epoch, job.forced_failure[0])
-            halts[at] = job.forced_failure[1]
+            halts[self._position(job.epoch, job.forced_failure[0])] = job.forced_failure[1]
         if job.stopped_at is not None:
-            halts[self._steps_between(job.epoch, job.stopped_at)] = "KusciaJobStopped"
+            halts[self._position(job.epoch, job.stopped_at)] = "KusciaJobStopped"
         halt = min(halts) if halts else None
-        halted = halt is not None and steps >= halt
+        halted = halt is not None and position >= halt
 
         tasks = []
         failures: list[str] = []
@@ -953,7 +957,7 @@ class _Store:
                 }
             )
 
-        end_step: int | None = None
+        end_step: float | None = None
         if halted:
             job_state, end_step = "Failed", halt
         elif all(t["state"] == "Succeeded" for t in tasks):
@@ -980,11 +984,6 @@ class _Store:
             else [],
             "approve_status_list": [],
         }
-
-    def _steps_between(self, start: float, moment: float) -> int:
-        if self.step_seconds <= 0:
-            return 0
-        return math.floor((moment - start) / self.step_seconds + 1e-9)
 
     # -- app images -------------------------------------------------------------------------------
 

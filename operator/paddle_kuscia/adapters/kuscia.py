@@ -655,7 +655,8 @@ class KusciaClient:
         """Status detail per job id; ids Kuscia does not know are absent from the result.
 
         Kuscia fails the whole batch (11203) on the first unknown id, so that id is dropped and the
-        rest asked again: one vanished job never hides the status of the others.
+        rest asked again: one vanished job never hides the status of the others. Should the message
+        not name the id, the chunk is asked job by job instead.
         """
         result: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(_unique(ids), BATCH_LIMIT):
@@ -666,13 +667,23 @@ class KusciaClient:
                 except KusciaNotFound as exc:
                     missing = missing_object_name(exc.message)
                     if missing is None or missing not in pending:
-                        raise
+                        result.update(await self._job_status_one_by_one(pending))
+                        break
                     logger.debug("Dropped unknown job from status batch job_id=%s", missing)
                     pending = [job_id for job_id in pending if job_id != missing]
                     continue
                 for entry in data.get("jobs") or []:
                     result[entry.get("job_id", "")] = entry.get("status") or {}
                 break
+        return result
+
+    async def _job_status_one_by_one(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        for job_id in ids:
+            try:
+                result[job_id] = (await self.query_job(job_id)).get("status") or {}
+            except KusciaNotFound:
+                continue
         return result
 
     # -- app images -------------------------------------------------------------------------------
