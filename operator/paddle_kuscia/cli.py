@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = handlers.CONFIG
     cfg.workers = args.workers
+    cfg.namespaces = None if args.all_namespaces else [n for n in args.namespace if "*" not in n] or None
     cfg.kuscia_url = args.kuscia_url
     cfg.kuscia_credentials_dir = args.kuscia_credentials_dir
     cfg.bfia_url = args.bfia_url

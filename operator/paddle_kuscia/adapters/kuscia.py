@@ -433,12 +433,12 @@ class _Poster:
                 tls = _tls_problem(exc)
                 if tls is not None:
                     # Certificates do not fix themselves within a second: fail now, let the caller back off.
-                    raise KusciaTLSError(None, self._scrub(tls), route, after_retry=ambiguous) from None
+                    raise KusciaTLSError(None, self._scrub(tls), route, after_retry=ambiguous) from exc
                 text = self._scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
                 if last:
                     raise KusciaUnavailable(
                         None, f"unreachable after {attempts} attempt(s): {text}", route, after_retry=ambiguous
-                    ) from None
+                    ) from exc
                 logger.warning(
                     "Retrying Kuscia call route=%s attempt=%d/%d reason=%s",
                     route,

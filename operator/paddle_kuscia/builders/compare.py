@@ -46,3 +46,24 @@ def merge_patch(old: Any, new: Any) -> Any:
         elif old[key] != value:
             patch[key] = merge_patch(old[key], value) if isinstance(value, dict) else value
     return patch
+
+
+def first_difference(desired: Any, live: Any, path: str = "") -> str | None:
+    """The first path where `live` does not carry `desired` (for logs), or None."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return path or "/"
+        for key, value in desired.items():
+            found = first_difference(value, live.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return path
+        for i, (d, v) in enumerate(zip(desired, live, strict=True)):
+            found = first_difference(d, v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if is_subset(desired, live) else path

@@ -46,6 +46,24 @@ def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return any(a.get(k) != b.get(k) for k in ("generation", "deletionTimestamp", "finalizers", "labels", "annotations", "uid"))
 
 
+async def _prime(ctx: Context) -> None:
+    """List children once before the first reconcile, so a restart never mistakes "not seen yet" for "absent"."""
+    from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeError
+
+    scopes = CONFIG.namespaces or [None]
+    for resource, cache in ((KNATIVE_SERVICES, ctx.knative_services), (KNATIVE_REVISIONS, ctx.revisions)):
+        for namespace in scopes:
+            try:
+                listing = await ctx.kube.request("GET", resource.path(namespace))
+            except KubeError as err:
+                logger.warning("Could not list %s before start: %s", resource.plural, err)
+                continue
+            for item in listing.get("items") or []:
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                cache.store(item)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _ctx
@@ -57,6 +75,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
     ctx = Context(config=CONFIG, kube=kube)
     ctx.kuscia = KusciaHub(ctx)
+    await _prime(ctx)
 
     def queue(kind: str, fn: Any) -> WorkQueue:
         async def run(key: Any) -> float | None:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, Invalid, KubeError
-from ..builders.compare import digest, is_subset
+from ..builders.compare import digest, first_difference, is_subset
 from ..builders.knative import FIELD_MANAGER, InvalidSpec, Owner, build_knative_service, knative_warnings
 from ..models.observed import KnativeObservation, parse_knative_service, parse_revision
 from ..models.paddleservice import Backend, PaddleService
@@ -88,6 +88,7 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     desired["metadata"].setdefault("annotations", {})[APPLIED_DIGEST] = digest(desired)
 
     if live is None or not is_subset(desired, live):
+        why = "absent" if live is None else first_difference(desired, live)
         try:
             applied = await ctx.kube.apply(KNATIVE_SERVICES, desired, field_manager=FIELD_MANAGER)
         except Invalid as err:
@@ -99,8 +100,8 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
         live = ctx.knative_services.get(key)
         observed = observe(ctx, key, live)
         logger.info(
-            "Applied Knative Service namespace=%s name=%s generation=%s template=%s traffic=%s",
-            owner.namespace, owner.name, generation, rollout.template["metadata"]["name"],
+            "Applied Knative Service namespace=%s name=%s generation=%s changed=%s template=%s traffic=%s",
+            owner.namespace, owner.name, generation, why, rollout.template["metadata"]["name"],
             ",".join(f"{t['tag']}:{t['revisionName']}={t['percent']}" for t in rollout.traffic),
         )
 

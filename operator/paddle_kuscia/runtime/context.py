@@ -15,6 +15,7 @@ class Config:
     """Operator settings from the command line and environment."""
 
     workers: int = 16
+    namespaces: list[str] | None = None  # None: all namespaces
     kuscia_url: str | None = None
     kuscia_credentials_dir: str | None = None
     bfia_url: str | None = None
@@ -57,6 +58,8 @@ def revision_service(obj: dict[str, Any]) -> tuple[str, str] | None:
 def slim_knative_service(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata", {})
     return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
         "metadata": {
             k: meta[k]
             for k in ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations",
