@@ -1537,7 +1537,9 @@ class KusciaDouble:
                 raise ValueError("body is not a JSON object")
         except ValueError as exc:
             return _json_response({"code": 400, "message": f"bind request failed: {exc}"})
-        return _json_response(self.store.bfia_create_job(_snake_keys(body)))
+        # Only the top-level names are normalised: task_params are Structs whose keys are user data.
+        top = {_CAMEL.sub(lambda m: "_" + m.group(1).lower(), key): value for key, value in body.items()}
+        return _json_response(self.store.bfia_create_job(top))
 
     async def _control(self, path: str, request: web.Request) -> web.StreamResponse:
         try:

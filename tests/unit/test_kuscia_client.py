@@ -633,7 +633,10 @@ BFIA_BODY: dict[str, Any] = {
             "host": {"0": {"hetero_logistic_regression_1": {}, "intersect_rsa_1": {"name": "h"}}},
             "arbiter": {"0": {"intersect_rsa_1": {}}},
             "guest": {"0": {"hetero_logistic_regression_1": {}, "intersect_rsa_1": {"name": "g"}}},
-            "common": {"intersect_rsa_1": {"intersect_method": "rsa"}},
+            "common": {
+                "intersect_rsa_1": {"intersect_method": "rsa"},
+                "hetero_logistic_regression_1": {"maxIter": 5},
+            },
         },
         "version": "2.0.0",
     },
@@ -658,6 +661,7 @@ async def test_bfia_job_create_shows_up_in_job_status(client: KusciaClient, doub
         ("alice", "guest"),
     ]
     assert second["dependencies"] == [first["task_id"]]
+    assert '"maxIter": 5' in second["task_input_config"]  # struct keys are user data, kept as sent
 
 
 async def test_bfia_server_errors_are_retried(double: KusciaDouble) -> None:
