@@ -15,7 +15,7 @@ set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)
-# shellcheck source=hack/versions.env
+# shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${PADDLE_KUSCIA_CACHE:-$HOME/.cache/paddle-kuscia}
@@ -65,9 +65,9 @@ build_k8s() {
   [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@v$K8S_VERSION's go.mod from the Go module proxy"
   # Every staging module that k8s.io/kubernetes replaces with ./staging/... must point at its published tag.
   local m
-  for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => \./staging/src/.*|\1|p' "$gomod"); do
+  while read -r m; do
     go mod edit -replace="$m=$m@v0.$minor.$patch"
-  done
+  done < <(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => \./staging/src/.*|\1|p' "$gomod")
   go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
     "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
     "k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the project needs (idempotent): a virtualenv with the operator and its test tools,
-# shellcheck, and the local control plane's binaries (built from the Go module proxy into a cache).
+# the shell linter, and the local control plane's binaries (built from the Go module proxy into a cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -34,3 +34,12 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     wait_for(lambda: control_plane.get("namespace", name), what=f"namespace {name}")
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(control_plane: ControlPlane) -> None:
+    """The ClusterRole and binding from manifests/base: the operator runs with exactly these permissions."""
+    from support.control_plane import ROOT
+
+    base = ROOT / "manifests" / "base"
+    control_plane.kubectl("apply", "-f", str(base / "clusterrole.yaml"), "-f", str(base / "clusterrolebinding.yaml"))

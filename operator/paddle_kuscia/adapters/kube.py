@@ -106,6 +106,7 @@ class KubeClient:
         if cfg.cert_file and cfg.key_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         self._cfg = cfg
+        self._refreshed = time.monotonic()
         self._on_request = on_request
         headers = {"Accept": "application/json", "User-Agent": "paddle-kuscia-operator"}
         self._http = httpx.AsyncClient(
@@ -120,11 +121,12 @@ class KubeClient:
         await self._http.aclose()
 
     def _auth(self) -> dict[str, str]:
-        # Tokens may be refreshed on disk (projected ServiceAccount tokens): ask the configuration each time.
-        token = self._cfg.get_api_key_with_prefix("authorization") if self._cfg.refresh_api_key_hook is None else None
-        if self._cfg.refresh_api_key_hook is not None:
+        # Tokens may be rotated on disk (projected ServiceAccount tokens, exec plugins): ask each time.
+        if self._cfg.refresh_api_key_hook is not None and time.monotonic() - self._refreshed > 60:
             self._cfg.refresh_api_key_hook(self._cfg)
-            token = self._cfg.get_api_key_with_prefix("authorization")
+            self._refreshed = time.monotonic()
+        settings = self._cfg.auth_settings().get("BearerToken") or {}
+        token = settings.get("value")
         return {"Authorization": token} if token else {}
 
     async def request(

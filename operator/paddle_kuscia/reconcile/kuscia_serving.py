@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..adapters.kube import PADDLESERVICES
+from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound, KusciaRejected
 from ..builders.compare import digest
 from ..builders.kuscia import (
@@ -71,6 +71,7 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
 
     body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
     hub.track("ps", conn, sid, key)
+    await _drop_knative_service(ctx, key, meta["uid"])
 
     app_image = None
     if any(p.app_image is None for p in kuscia.parties):
@@ -117,6 +118,20 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
     return None
+
+
+async def _drop_knative_service(ctx: Context, key: Key, uid: str) -> None:
+    """A PaddleService moved from Knative to Kuscia: its Knative Service goes."""
+    from .paddleservice import owned_by
+
+    live = ctx.knative_services.get(key)
+    if live is not None and owned_by(live, uid):
+        try:
+            await ctx.kube.delete(KNATIVE_SERVICES, key[0], key[1])
+        except KubeError as err:
+            raise RetryLater(f"deleting the Knative Service failed: {err}") from err
+        ctx.knative_services.forget(key)
+        logger.info("Deleted Knative Service after the backend moved to Kuscia namespace=%s name=%s", *key)
 
 
 async def _switch_away(ctx: Context, key: Key, body: dict[str, Any], conn: Connection, remote_id: str) -> float | None:

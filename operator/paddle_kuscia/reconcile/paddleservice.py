@@ -95,6 +95,10 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
             await _fail(ctx, body, "KnativeServiceRejected", f"The API server refused the Knative Service: {err.message}")
             return None
         except KubeError as err:
+            await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(
+                body, reason="KnativeServiceApplyFailed", ready="Unknown",
+                message=f"Applying the Knative Service failed; retrying with backoff: {err.message}",
+            ))
             raise RetryLater(f"applying the Knative Service failed: {err}") from err
         ctx.knative_services.store(applied)
         live = ctx.knative_services.get(key)
