@@ -53,8 +53,6 @@ OPERATOR_PERMISSIONS = {
     ("serving.knative.dev", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("serving.knative.dev", "revisions"): {"list", "watch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
 
 
@@ -158,7 +156,9 @@ def test_operator_container_command_line() -> None:
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-port=9090",
         "--kuscia-credentials-dir=/etc/kuscia",
+        "--leader-elect",
     ]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "paddle-kuscia" in scripts, (
         "the Deployment runs a console script that pyproject.toml does not define"
@@ -173,6 +173,7 @@ def test_operator_cli_accepts_the_deployment_args(path: str) -> None:
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     assert args.metrics_port == 9090
     assert args.kuscia_credentials_dir == "/etc/kuscia"
+    assert args.leader_elect is True
     assert args.verbose is (path == "manifests/overlays/dev")
 
 
