@@ -21,13 +21,24 @@ def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag:
         return Cond(ctype, "False", reason, f"Revision {revision} failed: {failed.message or reason}")
     routed = (obs.routed(tag) or {}).get("revisionName")
     if obs.known_ready(revision) and routed == revision:
-        return Cond(ctype, "True", "RevisionReady", f"Revision {revision} is ready and serving the {tag} traffic.")
+        return Cond(
+            ctype, "True", "RevisionReady", f"Revision {revision} is ready and serving the {tag} traffic."
+        )
     if obs.known_ready(revision):
-        return Cond(ctype, "Unknown", "TrafficMigrating", f"Revision {revision} is ready; moving {tag} traffic to it.")
+        return Cond(
+            ctype, "Unknown", "TrafficMigrating", f"Revision {revision} is ready; moving {tag} traffic to it."
+        )
     state = obs.revisions.get(revision)
-    detail = f" ({state.ready.reason}: {state.ready.message})" if state and state.ready.reason else ""
+    detail = ""
+    if state and state.ready.reason:
+        detail = f" ({state.ready.reason}: {state.ready.message})" if state.ready.message else f" ({state.ready.reason})"
     serving = f"; {routed} keeps serving meanwhile" if routed and routed != revision else ""
-    return Cond(ctype, "Unknown", "RevisionNotReady", f"Waiting for revision {revision} to become ready{detail}{serving}.")
+    return Cond(
+        ctype,
+        "Unknown",
+        "RevisionNotReady",
+        f"Waiting for revision {revision} to become ready{detail}{serving}.",
+    )
 
 
 def _routes_condition(obs: KnativeObservation, rollout: Rollout) -> Cond:
@@ -38,7 +49,9 @@ def _routes_condition(obs: KnativeObservation, rollout: Rollout) -> Cond:
     seen = {(t.get("tag"), t.get("revisionName"), t.get("percent")) for t in obs.traffic}
     if not obs.settled or not rollout.final or wanted != seen or routes.status != "True":
         return Cond(
-            "RoutesReady", "Unknown", routes.reason or "TrafficNotMigrated",
+            "RoutesReady",
+            "Unknown",
+            routes.reason or "TrafficNotMigrated",
             routes.message or "Knative has not applied the desired traffic split yet.",
         )
     return Cond("RoutesReady", "True", "TrafficAssigned", "Traffic is split as requested.")
@@ -63,9 +76,13 @@ def knative_status(
     else:
         wanted = [_endpoint_condition("DefaultEndpointReady", rollout.default_revision, obs, TAG_DEFAULT)]
         if rollout.canary_revision is not None:
-            wanted.append(_endpoint_condition("CanaryEndpointReady", rollout.canary_revision, obs, TAG_CANARY))
+            wanted.append(
+                _endpoint_condition("CanaryEndpointReady", rollout.canary_revision, obs, TAG_CANARY)
+            )
         wanted.append(_routes_condition(obs, rollout))
-    ready = summarize(wanted, ready_reason="Serving", ready_message="All traffic is served by ready revisions.")
+    ready = summarize(
+        wanted, ready_reason="Serving", ready_message="All traffic is served by ready revisions."
+    )
     conditions = merge_conditions(
         [c for c in previous.get("conditions") or [] if c.get("type") not in _ALL_TYPES or _keep(c, wanted)],
         [ready, *wanted],
@@ -85,7 +102,8 @@ def knative_status(
         status["canary"] = {"name": canary_routed}
     if obs.traffic:
         status["traffic"] = [
-            {k: t[k] for k in ("tag", "revisionName", "percent", "url") if t.get(k) is not None} for t in obs.traffic
+            {k: t[k] for k in ("tag", "revisionName", "percent", "url") if t.get(k) is not None}
+            for t in obs.traffic
         ]
     if obs.latest_created:
         status["latestCreatedRevision"] = obs.latest_created
