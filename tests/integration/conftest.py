@@ -42,4 +42,15 @@ def operator_rbac(control_plane: ControlPlane) -> None:
     from support.control_plane import ROOT
 
     base = ROOT / "manifests" / "base"
-    control_plane.kubectl("apply", "-f", str(base / "clusterrole.yaml"), "-f", str(base / "clusterrolebinding.yaml"))
+    control_plane.kubectl(
+        "apply", "-f", str(base / "clusterrole.yaml"), "-f", str(base / "clusterrolebinding.yaml")
+    )
+
+
+@pytest.fixture(scope="session")
+def knative_sim(control_plane: ControlPlane) -> Iterator[object]:
+    """One Knative simulator for the run (Knative's real CRDs, simulated controllers, real admission policy)."""
+    from support.knative_sim import KnativeSimulator
+
+    with KnativeSimulator(control_plane.admin_kubeconfig, ready_delay=1.0) as sim:
+        yield sim

@@ -17,7 +17,9 @@ def test_api_server_is_kubernetes_1_34(control_plane: ControlPlane) -> None:
 
 
 def test_elasticserving_sample_applies_unchanged(control_plane: ControlPlane, namespace: str) -> None:
-    control_plane.kubectl("apply", "-n", namespace, "-f", str(FIXTURES / "elasticserving" / "sample_service.yaml"))
+    control_plane.kubectl(
+        "apply", "-n", namespace, "-f", str(FIXTURES / "elasticserving" / "sample_service.yaml")
+    )
     obj = control_plane.get("paddleservice", "paddleservice-sample", namespace)
     assert obj is not None
     assert obj["spec"]["canaryTrafficPercent"] == 50
@@ -35,7 +37,9 @@ def _bad(control_plane: ControlPlane, namespace: str, spec_yaml: str) -> str:
     return str(err.value)
 
 
-def test_canary_traffic_percent_above_100_is_refused_naming_the_field(control_plane: ControlPlane, namespace: str) -> None:
+def test_canary_traffic_percent_above_100_is_refused_naming_the_field(
+    control_plane: ControlPlane, namespace: str
+) -> None:
     message = _bad(control_plane, namespace, "  canaryTrafficPercent: 150\n")
     assert "spec.canaryTrafficPercent" in message and "100" in message
     assert control_plane.get("ps", "bad", namespace) is None
@@ -51,7 +55,9 @@ def test_canary_traffic_percent_above_100_is_refused_naming_the_field(control_pl
         ("  backend: kuscia\n", "spec.kuscia"),
     ],
 )
-def test_invalid_fields_are_refused_at_apply_time(control_plane: ControlPlane, namespace: str, spec_yaml: str, field: str) -> None:
+def test_invalid_fields_are_refused_at_apply_time(
+    control_plane: ControlPlane, namespace: str, spec_yaml: str, field: str
+) -> None:
     assert field in _bad(control_plane, namespace, spec_yaml)
 
 

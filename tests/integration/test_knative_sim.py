@@ -6,10 +6,11 @@ Configurations, Revisions and Routes the simulator creates, as an operator would
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from support.control_plane import ControlPlane, wait_for
 from support.knative_sim import KnativeSimulator
@@ -59,9 +60,16 @@ def status_of(cp: ControlPlane, kind: str, name: str, ns: str) -> Obj:
 
 
 def wait_service(
-    cp: ControlPlane, name: str, ns: str, *, generation: int, ready: str = "True", timeout: float = 20
+    cp: ControlPlane,
+    name: str,
+    ns: str,
+    *,
+    generation: int,
+    ready: str = "True",
+    where: Callable[[Obj], bool] = lambda svc: True,
+    timeout: float = 20,
 ) -> Obj:
-    """Wait until the Service has observed `generation` and its Ready condition has status `ready`."""
+    """Wait until the Service has observed `generation`, its Ready status is `ready` and `where` holds."""
 
     def settled() -> Obj | None:
         svc = cp.get("ksvc", name, ns)
@@ -70,6 +78,7 @@ def wait_service(
             and svc["metadata"]["generation"] == generation
             and svc.get("status", {}).get("observedGeneration") == generation
             and condition(svc, "Ready").get("status") == ready
+            and where(svc)
         ):
             return svc
         return None
@@ -77,10 +86,14 @@ def wait_service(
     return wait_for(settled, timeout=timeout, what=f"ksvc {ns}/{name} generation {generation} Ready={ready}")
 
 
+def serving(revision: str, *, latest: bool = True) -> Callable[[Obj], bool]:
+    """A `where` for wait_service: all traffic on `revision`."""
+    target = {"revisionName": revision, "percent": 100, "latestRevision": latest}
+    return lambda svc: svc["status"].get("traffic") == [target]
+
+
 def apply_rejected(cp: ControlPlane, obj: Obj, ns: str) -> str:
     """Apply `obj` expecting the API server to refuse it; return kubectl's error output."""
-    import yaml
-
     proc = cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj), check=False)
     assert proc.returncode != 0, f"apply unexpectedly succeeded: {proc.stdout}"
     return proc.stderr
@@ -138,23 +151,14 @@ def test_generated_revision_names_children_and_status(
     }
 
     cp.apply(ksvc("hello", "registry.local/hello:v2"), namespace)
-    svc = wait_for(
-        lambda: (
-            (s := wait_service(cp, "hello", namespace, generation=2))
-            and s["status"].get("latestReadyRevisionName") == "hello-00002"
-            and s
-        ),
-        what="hello-00002 to be the latest ready revision",
-    )
-    assert svc["status"]["traffic"] == [
-        {"revisionName": "hello-00002", "percent": 100, "latestRevision": True}
-    ]
+    svc = wait_service(cp, "hello", namespace, generation=2, where=serving("hello-00002"))
     assert (
-        cp.get("revision", "hello-00002", namespace)["metadata"]["labels"][
-            "serving.knative.dev/configurationGeneration"
-        ]
-        == "2"
+        svc["status"]["latestCreatedRevisionName"]
+        == svc["status"]["latestReadyRevisionName"]
+        == "hello-00002"
     )
+    second = cp.get("revision", "hello-00002", namespace)
+    assert second["metadata"]["labels"]["serving.knative.dev/configurationGeneration"] == "2"
     assert cp.get("revision", "hello-00001", namespace) is not None, "the simulator does no revision GC"
 
 
@@ -164,11 +168,7 @@ def test_observed_generation_follows_every_spec_change(
     cp = control_plane
     for tag in ("v1", "v2", "v3"):
         cp.apply(ksvc("gen", f"registry.local/gen:{tag}"), namespace)
-    svc = wait_service(cp, "gen", namespace, generation=3)
-    wait_for(
-        lambda: status_of(cp, "ksvc", "gen", namespace).get("latestReadyRevisionName") == "gen-00003",
-        what="gen-00003 ready",
-    )
+    wait_service(cp, "gen", namespace, generation=3, where=serving("gen-00003"))
     config = cp.get("configuration", "gen", namespace)
     assert config["metadata"]["generation"] == config["status"]["observedGeneration"] == 3
     route = cp.get("route", "gen", namespace)
@@ -193,24 +193,10 @@ def test_byo_revision_names_and_flip_back_reuses_the_revision(
     blue = cp.get("revision", "byo-blue", namespace)
 
     cp.apply(ksvc("byo", "registry.local/byo:v2", revision="byo-green"), namespace)
-    wait_for(
-        lambda: (
-            status_of(cp, "ksvc", "byo", namespace).get("traffic")
-            == [{"revisionName": "byo-green", "percent": 100, "latestRevision": True}]
-        ),
-        what="traffic on byo-green",
-    )
+    wait_service(cp, "byo", namespace, generation=2, where=serving("byo-green"))
 
     cp.apply(ksvc("byo", "registry.local/byo:v1", revision="byo-blue"), namespace)
-    svc = wait_service(cp, "byo", namespace, generation=3)
-    svc = wait_for(
-        lambda: (
-            (s := cp.get("ksvc", "byo", namespace))["status"].get("traffic")
-            == [{"revisionName": "byo-blue", "percent": 100, "latestRevision": True}]
-            and s
-        ),
-        what="traffic back on byo-blue",
-    )
+    svc = wait_service(cp, "byo", namespace, generation=3, where=serving("byo-blue"))
     assert (
         svc["status"]["latestCreatedRevisionName"] == svc["status"]["latestReadyRevisionName"] == "byo-blue"
     )
@@ -229,10 +215,7 @@ def test_flip_back_to_a_byo_name_with_another_spec_fails(
     cp.apply(ksvc("flip", "registry.local/flip:v1", revision="flip-blue"), namespace)
     wait_service(cp, "flip", namespace, generation=1)
     cp.apply(ksvc("flip", "registry.local/flip:v2", revision="flip-green"), namespace)
-    wait_for(
-        lambda: status_of(cp, "ksvc", "flip", namespace).get("latestReadyRevisionName") == "flip-green",
-        what="flip-green ready",
-    )
+    wait_service(cp, "flip", namespace, generation=2, where=serving("flip-green"))
 
     cp.apply(ksvc("flip", "registry.local/flip:v3", revision="flip-blue"), namespace)
     svc = wait_service(cp, "flip", namespace, generation=3, ready="False")
@@ -275,12 +258,10 @@ def test_traffic_split_with_tags_and_tag_urls(control_plane: ControlPlane, names
             "url": f"http://canary-split.{namespace}.example.com",
         },
     ]
-    svc = wait_for(
-        lambda: (s := cp.get("ksvc", "split", namespace))["status"].get("traffic") == expected and s,
-        what="the 80/20 split in status",
+    svc = wait_service(
+        cp, "split", namespace, generation=2, where=lambda s: s["status"].get("traffic") == expected
     )
     assert svc["status"]["url"] == f"http://split.{namespace}.example.com"
-    wait_service(cp, "split", namespace, generation=2)
     route = cp.get("route", "split", namespace)
     assert route["spec"]["traffic"] == [
         {"revisionName": "split-a", "percent": 80, "tag": "stable", "latestRevision": False},
@@ -315,12 +296,11 @@ def test_traffic_moves_to_a_pinned_revision_only_once_it_is_ready(
     assigned = condition(route, "AllTrafficAssigned")
     assert (assigned["status"], assigned["message"]) == ("Unknown", 'Revision "slow-b" is not yet ready.')
     assert route["status"]["traffic"] == [{"revisionName": "slow-a", "percent": 100, "latestRevision": True}]
-    svc = cp.get("ksvc", "slow", namespace)
+    svc = wait_service(cp, "slow", namespace, generation=2, ready="Unknown")
     assert condition(svc, "RoutesReady").get("reason") == "RevisionMissing"
     assert svc["status"]["traffic"][0]["revisionName"] == "slow-a"
 
-    svc = wait_service(cp, "slow", namespace, generation=2, timeout=20)
-    assert svc["status"]["traffic"] == [{"revisionName": "slow-b", "percent": 100, "latestRevision": False}]
+    wait_service(cp, "slow", namespace, generation=2, where=serving("slow-b", latest=False), timeout=20)
 
 
 def test_failing_revision_keeps_traffic_on_the_last_ready_one(
@@ -345,14 +325,7 @@ def test_failing_revision_keeps_traffic_on_the_last_ready_one(
     assert condition(rev, "ContainerHealthy")["reason"] == "ExitCode1"
 
     cp.apply(ksvc("crash", "registry.local/crash:v3"), namespace)
-    svc = wait_service(cp, "crash", namespace, generation=3)
-    wait_for(
-        lambda: (
-            status_of(cp, "ksvc", "crash", namespace).get("traffic")
-            == [{"revisionName": "crash-00003", "percent": 100, "latestRevision": True}]
-        ),
-        what="traffic on the repaired revision",
-    )
+    wait_service(cp, "crash", namespace, generation=3, where=serving("crash-00003"))
 
 
 def test_fail_annotation_fails_the_first_revision(control_plane: ControlPlane, namespace: str, knative_sim):
@@ -360,21 +333,21 @@ def test_fail_annotation_fails_the_first_revision(control_plane: ControlPlane, n
     annotations = {"simulator.paddle-kuscia.io/fail": "ProgressDeadlineExceeded"}
     cp.apply(ksvc("doomed", "registry.local/doomed:v1", annotations=annotations), namespace)
 
-    svc = wait_service(cp, "doomed", namespace, generation=1, ready="False")
+    svc = wait_service(
+        cp,
+        "doomed",
+        namespace,
+        generation=1,
+        ready="False",
+        where=lambda s: condition(s, "RoutesReady").get("status") == "False",
+    )
     rev = cp.get("revision", "doomed-00001", namespace)
     resources = condition(rev, "ResourcesAvailable")
     assert (resources["status"], resources["reason"]) == ("False", "ProgressDeadlineExceeded")
     assert resources["message"] == "Initial scale was never achieved"
     assert rev["status"]["actualReplicas"] == 0
     assert "latestReadyRevisionName" not in svc["status"]
-    route = wait_for(
-        lambda: (
-            condition(cp.get("route", "doomed", namespace), "AllTrafficAssigned").get("status") == "False"
-            and cp.get("route", "doomed", namespace)
-        ),
-        what="the Route to give up",
-    )
-    assigned = condition(route, "AllTrafficAssigned")
+    assigned = condition(cp.get("route", "doomed", namespace), "AllTrafficAssigned")
     assert assigned["reason"] == "RevisionMissing"
     assert assigned["message"] == 'Configuration "doomed" does not have any ready Revision.'
 
@@ -385,29 +358,35 @@ def test_fail_revision_breaks_a_ready_revision(control_plane: ControlPlane, name
     wait_service(cp, "victim", namespace, generation=1)
 
     knative_sim.fail_revision(namespace, "victim-00001", "ExitCode137", "Container failed with: OOMKilled")
-    svc = wait_for(
-        lambda: condition(s := cp.get("ksvc", "victim", namespace), "Ready").get("status") == "False" and s,
-        what="the Service to report the failure",
+    svc = wait_service(
+        cp,
+        "victim",
+        namespace,
+        generation=1,
+        ready="False",
+        where=lambda s: condition(s, "RoutesReady").get("status") == "False",
     )
     rev = cp.get("revision", "victim-00001", namespace)
-    assert (condition(rev, "ContainerHealthy")["reason"], condition(rev, "Ready")["reason"]) == (
+    health = condition(rev, "ContainerHealthy")
+    assert (health["status"], health["reason"], health["message"]) == (
+        "False",
         "ExitCode137",
-        "ExitCode137",
+        "Container failed with: OOMKilled",
     )
-    assert condition(svc, "Ready")["reason"] in ("RevisionFailed", "RevisionMissing")
-    assert svc["status"]["latestReadyRevisionName"] == "victim-00001"
-    route = wait_for(
-        lambda: (
-            condition(r := cp.get("route", "victim", namespace), "AllTrafficAssigned").get("status")
-            == "False"
-            and r
-        ),
-        what="the Route to notice",
-    )
+    config_ready = condition(cp.get("configuration", "victim", namespace), "Ready")
     assert (
-        condition(route, "AllTrafficAssigned")["message"] == 'Revision "victim-00001" failed to become ready.'
+        config_ready["message"]
+        == 'Revision "victim-00001" failed with message: Container failed with: OOMKilled.'
     )
-    assert route["status"]["traffic"] == [
+    # The Route's verdict is propagated after the Configuration's, so it is what the Service's Ready reports.
+    ready = condition(svc, "Ready")
+    assert (ready["reason"], ready["message"]) == (
+        "RevisionMissing",
+        'Revision "victim-00001" failed to become ready.',
+    )
+    assert condition(svc, "ConfigurationsReady")["reason"] == "RevisionFailed"
+    assert svc["status"]["latestReadyRevisionName"] == "victim-00001", "Knative never clears latestReady"
+    assert svc["status"]["traffic"] == [
         {"revisionName": "victim-00001", "percent": 100, "latestRevision": True}
     ]
 
@@ -446,9 +425,8 @@ def test_admission_policy_enforces_knatives_webhook_rules(
     )
     assert "expected 0 <= 150 <= 100: spec.traffic[0].percent" in error
 
-    svc = cp.get("ksvc", "adm", namespace)
-    assert svc["metadata"]["generation"] == 1, "nothing rejected reached storage"
-    cp.apply(ksvc("adm", "registry.local/adm:v2", revision="adm-v2"), namespace)  # a rename is allowed
+    assert cp.get("ksvc", "adm", namespace)["metadata"]["generation"] == 1, "nothing rejected reached storage"
+    cp.apply(ksvc("adm", "registry.local/adm:v2", revision="adm-v2"), namespace)  # a renamed template is fine
     assert cp.get("ksvc", "adm", namespace)["metadata"]["generation"] == 2
 
 
@@ -484,10 +462,7 @@ def test_deleting_a_service_cascades_through_garbage_collection(
     cp.apply(ksvc("gone", "registry.local/gone:v1"), namespace)
     wait_service(cp, "gone", namespace, generation=1)
     cp.apply(ksvc("gone", "registry.local/gone:v2"), namespace)
-    wait_for(
-        lambda: status_of(cp, "ksvc", "gone", namespace).get("latestReadyRevisionName") == "gone-00002",
-        what="gone-00002 ready",
-    )
+    wait_service(cp, "gone", namespace, generation=2, where=serving("gone-00002"))
 
     cp.kubectl("delete", "ksvc", "gone", "-n", namespace, "--wait=false")
     wait_for(
@@ -495,6 +470,39 @@ def test_deleting_a_service_cascades_through_garbage_collection(
         timeout=75,
         interval=1,
         what="the garbage collector to delete the Configuration, Route and Revisions",
+    )
+
+
+def test_status_is_written_only_when_it_changes(control_plane: ControlPlane, namespace: str, knative_sim):
+    cp = control_plane
+    start = cp.audit_line_count()
+    cp.apply(ksvc("quiet", "registry.local/quiet:v1"), namespace)
+    wait_service(cp, "quiet", namespace, generation=1, where=serving("quiet-00001"))
+
+    settled = cp.audit_line_count()
+    for team in ("a", "b"):  # metadata-only changes: the children are updated, no status changes
+        cp.kubectl("label", "ksvc", "quiet", "-n", namespace, f"team={team}", "--overwrite")
+        for kind in ("configuration", "route"):
+            wait_for(
+                lambda kind=kind, team=team: (
+                    cp.get(kind, "quiet", namespace)["metadata"]["labels"].get("team") == team
+                ),
+                what=f"team={team} on the {kind}",
+            )
+
+    def simulator_writes(since: int) -> list[tuple[str, str, str]]:
+        return [
+            (event["verb"], event["objectRef"]["resource"], event["objectRef"].get("subresource", ""))
+            for event in cp.audit_events(since)
+            if event.get("userAgent", "").startswith("knative-sim")
+            and event["objectRef"].get("namespace") == namespace
+        ]
+
+    expected = [("update", "configurations", "")] * 2 + [("update", "routes", "")] * 2
+    assert sorted(simulator_writes(settled)) == expected
+    service_writes = {w for w in simulator_writes(start) if w[1] == "services"}
+    assert service_writes == {("update", "services", "status")}, (
+        "the simulator writes only a Service's status"
     )
 
 
@@ -510,4 +518,4 @@ def test_simulator_recovers_after_an_apiserver_restart(
     cp.apply(ksvc("after", "registry.local/after:v1"), namespace)
     cp.apply(ksvc("before", "registry.local/before:v2"), namespace)
     wait_service(cp, "after", namespace, generation=1, timeout=45)
-    wait_service(cp, "before", namespace, generation=2, timeout=45)
+    wait_service(cp, "before", namespace, generation=2, where=serving("before-00002"), timeout=45)

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,9 @@ class ControlPlane:
         """GET a raw API path (e.g. /metrics, /version) as the admin."""
         cfg = yaml.safe_load(self.admin_kubeconfig.read_text())
         user = cfg["users"][0]["user"]
-        ctx = ssl.create_default_context(cadata=base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode())
+        ctx = ssl.create_default_context(
+            cadata=base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+        )
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = Path(tmp) / "c.crt", Path(tmp) / "c.key"
             cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
@@ -129,6 +132,11 @@ class ControlPlane:
             ctx.load_cert_chain(cert, key)
         with urllib.request.urlopen(self.server + path, context=ctx, timeout=30) as resp:
             return resp.read()
+
+    def create_namespace(self, prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name)
+        return name
 
     def version(self) -> str:
         return json.loads(self.raw_get("/version"))["gitVersion"]
@@ -153,7 +161,9 @@ def _script(command: str, *, run_dir: Path) -> str:
     return proc.stdout
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; raise with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-
 import urllib.request
 from pathlib import Path
 
@@ -42,21 +41,32 @@ class OperatorProcess:
     def start(self, *, wait: bool = True) -> OperatorProcess:
         env = self.plane.env(self.kubeconfig) | self.env
         cmd = [
-            sys.executable, "-m", "paddle_kuscia.cli", "run", "--standalone", "--verbose",
+            sys.executable,
+            "-m",
+            "paddle_kuscia.cli",
+            "run",
+            "--standalone",
+            "--verbose",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
-            "--backoff-base=0.5", "--backoff-max=10",
+            f"--metrics-port={self.metrics_port}",
+            "--metrics-address=127.0.0.1",
+            "--backoff-base=0.5",
+            "--backoff-max=10",
             *self.args,
         ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         if wait:
             wait_for(self.healthy, timeout=60, what=f"operator liveness (log: {self.log_path})")
         return self
 
     def healthy(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc and self.proc.returncode}; log: {self.log()[-3000:]}")
+            raise AssertionError(
+                f"operator exited with {self.proc and self.proc.returncode}; log: {self.log()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as resp:
                 return resp.status == 200
@@ -99,5 +109,3 @@ class OperatorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-

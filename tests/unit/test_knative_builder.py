@@ -108,8 +108,13 @@ def test_container_concurrency_is_not_the_autoscaling_target() -> None:
 def test_working_dir_and_scheduling_fields_pass_through() -> None:
     ksvc, _ = build_knative_service(
         OWNER,
-        spec(workingDir="/srv/model", nodeSelector={"pool": "gpu"}, runtimeClassName="nvidia",
-             affinity={"nodeAffinity": {"x": 1}}, tolerations=[{"key": "k", "operator": "Exists"}]),
+        spec(
+            workingDir="/srv/model",
+            nodeSelector={"pool": "gpu"},
+            runtimeClassName="nvidia",
+            affinity={"nodeAffinity": {"x": 1}},
+            tolerations=[{"key": "k", "operator": "Exists"}],
+        ),
     )
     pod = ksvc["spec"]["template"]["spec"]
     assert container(ksvc)["workingDir"] == "/srv/model"
@@ -127,11 +132,15 @@ def test_working_dir_and_scheduling_fields_pass_through() -> None:
         ({"type": "kunlun-xpu", "count": 1, "resourceName": "kunlunxin.com/vxpu"}, "kunlunxin.com/vxpu"),
     ],
 )
-def test_accelerators_request_equals_limit_with_a_toleration(accelerator: dict[str, Any], resource: str) -> None:
+def test_accelerators_request_equals_limit_with_a_toleration(
+    accelerator: dict[str, Any], resource: str
+) -> None:
     ksvc, _ = build_knative_service(OWNER, spec(accelerator=accelerator))
     res = container(ksvc)["resources"]
     assert res["requests"][resource] == res["limits"][resource] == str(accelerator["count"])
-    assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in ksvc["spec"]["template"]["spec"]["tolerations"]
+    assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in ksvc["spec"]["template"][
+        "spec"
+    ]["tolerations"]
 
 
 def test_raw_extended_resources_keep_working() -> None:
@@ -148,8 +157,18 @@ def test_scale_to_zero_with_an_accelerator_warns_unless_softened() -> None:
 
 
 def test_autoscaling_annotations_use_knative_1x_keys_and_are_explicit() -> None:
-    ksvc, _ = build_knative_service(OWNER, spec(service={"autoscaler": "hpa", "maxScale": 3, "initialScale": 1,
-                                                         "scaleDownDelay": "30s", "scaleToZeroPodRetentionPeriod": "5m"}))
+    ksvc, _ = build_knative_service(
+        OWNER,
+        spec(
+            service={
+                "autoscaler": "hpa",
+                "maxScale": 3,
+                "initialScale": 1,
+                "scaleDownDelay": "30s",
+                "scaleToZeroPodRetentionPeriod": "5m",
+            }
+        ),
+    )
     ann = ksvc["spec"]["template"]["metadata"]["annotations"]
     assert ann["autoscaling.knative.dev/class"] == "hpa.autoscaling.knative.dev"
     assert ann["autoscaling.knative.dev/metric"] == "cpu"
@@ -162,8 +181,16 @@ def test_autoscaling_annotations_use_knative_1x_keys_and_are_explicit() -> None:
 
 
 def test_foreign_labels_are_not_copied_to_the_knative_service() -> None:
-    owner = Owner("ps", "ns", "u", {"app.kubernetes.io/instance": "argo-app", "team": "a",
-                                    "networking.knative.dev/visibility": "cluster-local"})
+    owner = Owner(
+        "ps",
+        "ns",
+        "u",
+        {
+            "app.kubernetes.io/instance": "argo-app",
+            "team": "a",
+            "networking.knative.dev/visibility": "cluster-local",
+        },
+    )
     ksvc, _ = build_knative_service(owner, spec())
     labels = ksvc["metadata"]["labels"]
     assert "app.kubernetes.io/instance" not in labels
@@ -204,17 +231,22 @@ def test_canary_gets_traffic_only_once_ready() -> None:
     assert step.template["metadata"]["name"] == step.canary_revision
     assert [(t["revisionName"], t["percent"]) for t in step.traffic] == [(default_rev, 100)]
     done = plan_rollout(OWNER, s, ready(default_rev, step.canary_revision))  # type: ignore[arg-type]
-    assert [(t["tag"], t["percent"]) for t in done.traffic] == [("default", 90), ("canary", 10)] and done.final
+    assert [(t["tag"], t["percent"]) for t in done.traffic] == [
+        ("default", 90),
+        ("canary", 10),
+    ] and done.final
 
 
 def test_a_failed_canary_never_receives_traffic() -> None:
     s = spec(canary={"containerImage": "img/canary", "tag": "fail", "port": 9292}, canaryTrafficPercent=50)
     default_rev = named_template(OWNER, s, s.default)[0]
     canary_rev = named_template(OWNER, s, s.canary)[0]  # type: ignore[arg-type]
-    obs = KnativeObservation(revisions={
-        default_rev: RevisionState(default_rev, ConditionState("True")),
-        canary_rev: RevisionState(canary_rev, ConditionState("False", "ExitCode1", "boom")),
-    })
+    obs = KnativeObservation(
+        revisions={
+            default_rev: RevisionState(default_rev, ConditionState("True")),
+            canary_rev: RevisionState(canary_rev, ConditionState("False", "ExitCode1", "boom")),
+        }
+    )
     rollout = plan_rollout(OWNER, s, obs)
     assert [t["revisionName"] for t in rollout.traffic] == [default_rev] and not rollout.final
 
@@ -229,6 +261,9 @@ def test_rollback_to_zero_percent_keeps_the_canary_addressable() -> None:
 
 def test_model_rejects_what_the_crd_rejects() -> None:
     with pytest.raises(ValueError):
-        PaddleServiceSpec.model_validate({"default": {"containerImage": "a", "tag": "b", "port": 1},
-                                          "canaryTrafficPercent": 150})
-    assert PaddleService.model_validate(yaml.safe_load((FIXTURES / "elasticserving" / "sample_service.yaml").read_text()))
+        PaddleServiceSpec.model_validate(
+            {"default": {"containerImage": "a", "tag": "b", "port": 1}, "canaryTrafficPercent": 150}
+        )
+    assert PaddleService.model_validate(
+        yaml.safe_load((FIXTURES / "elasticserving" / "sample_service.yaml").read_text())
+    )

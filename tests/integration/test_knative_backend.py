@@ -1,0 +1,334 @@
+"""PaddleService on Knative, end to end: the real operator, the real API server, the Knative simulator.
+
+Each test drives one transition users care about and checks what they would check: the Knative Service the
+operator wrote, the revisions Knative keeps, and the PaddleService status (`kubectl get ps`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from support.control_plane import ROOT, ControlPlane, wait_for
+from support.operator import OperatorProcess
+
+OPERATOR_USER = "system:serviceaccount:paddle-kuscia-system:paddle-kuscia-operator"
+IMAGE = {"containerImage": "registry.example.com/paddle/serving", "tag": "v1", "port": 9292}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, operator_rbac: None, knative_sim: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("knative-operator") / "operator.log"
+    with OperatorProcess(control_plane, log, args=["--namespace", "kn-*"]) as proc:
+        yield proc
+
+
+@pytest.fixture
+def ns(control_plane: ControlPlane, operator: OperatorProcess) -> Iterator[str]:
+    name = control_plane.create_namespace("kn")
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def paddleservice(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"default": dict(IMAGE)}
+    body.update(spec)
+    return {
+        "apiVersion": "elasticserving.paddlepaddle.org/v1",
+        "kind": "PaddleService",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def get(cp: ControlPlane, kind: str, name: str, ns: str) -> dict[str, Any]:
+    obj = cp.get(kind, name, ns)
+    assert obj is not None, f"{kind}/{name} not found"
+    return obj
+
+
+def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def wait_ready(cp: ControlPlane, name: str, ns: str, status: str = "True", timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get(cp, "ps", name, ns)
+        ready = condition(obj, "Ready")
+        current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+        if current and ready and ready["status"] == status and ready["observedGeneration"] == obj["metadata"]["generation"]:
+            return obj
+        return None
+
+    return wait_for(check, timeout=timeout, what=f"ps/{name} Ready={status}")
+
+
+def traffic(obj: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    return {t["tag"]: (t["revisionName"], t["percent"]) for t in (obj.get("status") or {}).get("traffic") or []}
+
+
+def revision_ready(cp: ControlPlane, ns: str, name: str) -> bool:
+    rev = cp.get("revisions.serving.knative.dev", name, ns)
+    return bool(rev and condition(rev, "Ready") and condition(rev, "Ready")["status"] == "True")
+
+
+def watch_ksvc(cp: ControlPlane, ns: str, name: str, until: Any, timeout: float = 60) -> list[dict[str, Any]]:
+    """Poll the Knative Service spec until `until()` holds, recording every distinct spec seen."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ksvc = cp.get("ksvc", name, ns)
+        if ksvc is not None:
+            spec = ksvc["spec"]
+            routed = {t["revisionName"] for t in spec.get("traffic") or [] if t.get("percent")}
+            snapshot = {"template": spec["template"]["metadata"]["name"], "traffic": spec.get("traffic"),
+                        "ready": {r: revision_ready(cp, ns, r) for r in routed}}
+            if not seen or seen[-1]["template"] != snapshot["template"] or seen[-1]["traffic"] != snapshot["traffic"]:
+                seen.append(snapshot)
+        if until():
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; ksvc states seen: {json.dumps(seen, indent=1)}")
+
+
+def test_create_serves_the_default_revision(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    status = obj["status"]
+    ksvc = get(control_plane, "ksvc", "svc", ns)
+    assert ksvc["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    assert status["url"] == ksvc["status"]["url"] and status["address"]["url"].endswith(".svc.cluster.local")
+    assert traffic(obj) == {"default": (status["default"]["name"], 100)}
+    assert "canary" not in status and condition(obj, "CanaryEndpointReady") is None
+    for ctype in ("DefaultEndpointReady", "RoutesReady"):
+        assert condition(obj, ctype)["status"] == "True"
+    assert status["replicas"] >= 0
+    # The operator writes status, never the user's spec, labels or annotations.
+    assert obj["spec"] == paddleservice("svc")["spec"]
+    annotations = set(obj["metadata"].get("annotations") or {}) - {"kubectl.kubernetes.io/last-applied-configuration"}
+    assert not annotations and not obj["metadata"].get("labels") and not obj["metadata"].get("finalizers")
+
+
+def test_updating_the_default_keeps_the_old_revision_serving_until_the_new_is_ready(
+    control_plane: ControlPlane, ns: str
+) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    old = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
+    control_plane.apply(paddleservice("svc", default={**IMAGE, "tag": "v2"}), ns)
+
+    def switched() -> bool:
+        obj = get(control_plane, "ps", "svc", ns)
+        return (obj["status"].get("default") or {}).get("name") not in (None, old) and (
+            condition(obj, "Ready") or {}
+        ).get("status") == "True"
+
+    seen = watch_ksvc(control_plane, ns, "svc", switched)
+    new = get(control_plane, "ps", "svc", ns)["status"]["default"]["name"]
+    assert new != old
+    # Every traffic target the operator ever wrote was a ready revision: no moment without a server.
+    for state in seen:
+        assert all(state["ready"].values()), f"traffic pointed at a revision that was not ready: {state}"
+    assert any(s["template"] == new and s["traffic"][0]["revisionName"] == old for s in seen), seen
+    # The old revision still exists: the operator never deletes revisions.
+    assert control_plane.get("revisions.serving.knative.dev", old, ns) is not None
+
+
+def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str) -> None:
+    canary = {**IMAGE, "containerImage": "registry.example.com/paddle/serving-canary"}
+    control_plane.apply(paddleservice("svc"), ns)
+    default_rev = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
+
+    control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=10), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    canary_rev = obj["status"]["canary"]["name"]
+    assert traffic(obj) == {"default": (default_rev, 90), "canary": (canary_rev, 10)}
+    assert condition(obj, "CanaryEndpointReady")["status"] == "True"
+    tag_urls = {t["tag"]: t["url"] for t in obj["status"]["traffic"]}
+    assert tag_urls["canary"].startswith("http://canary-svc.") and tag_urls["default"].startswith("http://default-svc.")
+
+    control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=50), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    assert traffic(obj) == {"default": (default_rev, 50), "canary": (canary_rev, 50)}
+
+    # Promote: the canary becomes the default. Its revision is reused, not rebuilt.
+    revisions_before = {r["metadata"]["name"] for r in control_plane.list("revisions.serving.knative.dev", ns)}
+    control_plane.apply(paddleservice("svc", default=canary), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    assert traffic(obj) == {"default": (canary_rev, 100)}
+    revisions_after = {r["metadata"]["name"] for r in control_plane.list("revisions.serving.knative.dev", ns)}
+    assert revisions_after == revisions_before, "promotion must not build a new revision"
+    assert condition(obj, "CanaryEndpointReady") is None
+
+    # Back to the original default, then drop the canary entirely.
+    control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=20), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    control_plane.apply(paddleservice("svc"), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    assert list(traffic(obj)) == ["default"] and traffic(obj)["default"][1] == 100
+
+
+def test_rollback_to_zero_percent_keeps_default_serving(control_plane: ControlPlane, ns: str) -> None:
+    canary = {**IMAGE, "tag": "v2"}
+    control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=30), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    default_rev, canary_rev = obj["status"]["default"]["name"], obj["status"]["canary"]["name"]
+    control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=0), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    assert traffic(obj) == {"default": (default_rev, 100), "canary": (canary_rev, 0)}
+
+
+def test_failing_canary_surfaces_the_reason_and_default_keeps_serving(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    default_rev = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
+    control_plane.apply(paddleservice("svc", canary={**IMAGE, "tag": "crash-fail"}, canaryTrafficPercent=50), ns)
+    obj = wait_ready(control_plane, "svc", ns, status="False")
+    ready, canary_cond = condition(obj, "Ready"), condition(obj, "CanaryEndpointReady")
+    assert canary_cond["status"] == "False" and ready["reason"] == canary_cond["reason"]
+    assert canary_cond["reason"] not in ("", "Reconciling")
+    assert traffic(obj) == {"default": (default_rev, 100)}
+    assert condition(obj, "DefaultEndpointReady")["status"] == "True"
+    events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["type"] == "Warning" and e["reason"] == ready["reason"] for e in events)
+
+
+def test_status_follows_knative_without_a_spec_change(control_plane: ControlPlane, ns: str, knative_sim: Any) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    generation = obj["metadata"]["generation"]
+    knative_sim.fail_revision(ns, obj["status"]["default"]["name"], "ExitCode1", "Container failed with: OOMKilled")
+    obj = wait_ready(control_plane, "svc", ns, status="False")
+    assert obj["metadata"]["generation"] == generation
+    assert "OOMKilled" in condition(obj, "DefaultEndpointReady")["message"]
+
+
+def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(
+        paddleservice("svc", service={"minScale": 0, "maxScale": 5, "target": 10, "containerConcurrency": 4,
+                                      "window": "30s", "initialScale": 0, "scaleDownDelay": "15s",
+                                      "timeoutSeconds": 120}),
+        ns,
+    )
+    wait_ready(control_plane, "svc", ns)
+    template = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]
+    ann = template["metadata"]["annotations"]
+    assert ann["autoscaling.knative.dev/min-scale"] == "0" and ann["autoscaling.knative.dev/max-scale"] == "5"
+    assert ann["autoscaling.knative.dev/target"] == "10" and ann["autoscaling.knative.dev/window"] == "30s"
+    assert ann["autoscaling.knative.dev/initial-scale"] == "0"
+    assert ann["autoscaling.knative.dev/scale-down-delay"] == "15s"
+    assert template["spec"]["containerConcurrency"] == 4 and template["spec"]["timeoutSeconds"] == 120
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "resource"),
+    [({"type": "nvidia-gpu", "count": 1}, "nvidia.com/gpu"), ({"type": "kunlun-xpu", "count": 2}, "baidu.com/xpu")],
+)
+def test_accelerators_reach_the_pod_spec(
+    control_plane: ControlPlane, ns: str, accelerator: dict[str, Any], resource: str
+) -> None:
+    control_plane.apply(paddleservice("svc", accelerator=accelerator, nodeSelector={"accelerator": "yes"}), ns)
+    wait_ready(control_plane, "svc", ns)
+    pod = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]
+    res = pod["containers"][0]["resources"]
+    assert res["requests"][resource] == res["limits"][resource] == str(accelerator["count"])
+    assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"accelerator": "yes"}
+    events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "SlowColdStart" and resource in e["message"] for e in events)
+
+
+def test_drift_is_repaired(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(paddleservice("svc", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=20), ns)
+    wait_ready(control_plane, "svc", ns)
+    wanted = get(control_plane, "ksvc", "svc", ns)["spec"]["traffic"]
+    hacked = copy.deepcopy(wanted)
+    hacked[0]["percent"], hacked[1]["percent"] = 100, 0
+    control_plane.kubectl("patch", "ksvc", "svc", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"traffic": hacked}}))
+    wait_for(lambda: get(control_plane, "ksvc", "svc", ns)["spec"]["traffic"] == wanted, timeout=30, what="traffic restored")
+    uid = get(control_plane, "ksvc", "svc", ns)["metadata"]["uid"]
+    control_plane.kubectl("delete", "ksvc", "svc", "-n", ns)
+    wait_for(
+        lambda: (k := control_plane.get("ksvc", "svc", ns)) is not None and k["metadata"]["uid"] != uid,
+        timeout=30, what="Knative Service re-created",
+    )
+    wait_ready(control_plane, "svc", ns)
+
+
+def test_invalid_spec_is_refused_with_a_reason_an_event_and_no_hot_loop(
+    control_plane: ControlPlane, ns: str, operator: OperatorProcess
+) -> None:
+    control_plane.apply(paddleservice("svc", resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}), ns)
+    obj = wait_ready(control_plane, "svc", ns, status="False")
+    ready = condition(obj, "Ready")
+    assert ready["reason"] == "InvalidSpec" and "spec.resources.limits.cpu" in ready["message"]
+    events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" for e in events)
+    assert control_plane.get("ksvc", "svc", ns) is None
+    # No hot loop: the operator does not write to the object again while nothing changes.
+    mark = control_plane.audit_line_count()
+    time.sleep(5)  # an observation window, not synchronisation: we count what happens inside it
+    writes = [e for e in control_plane.audit_events(mark) if e["user"]["username"] == OPERATOR_USER
+              and (e.get("objectRef") or {}).get("namespace") == ns]
+    assert writes == []
+    # Fixing the spec recovers.
+    control_plane.apply(paddleservice("svc"), ns)
+    wait_ready(control_plane, "svc", ns)
+
+
+def test_kubectl_wait_returns_only_for_the_current_generation(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    wait_ready(control_plane, "svc", ns)
+    control_plane.apply(paddleservice("svc", default={**IMAGE, "tag": "v3"}), ns)
+    proc = control_plane.kubectl("wait", "--for=condition=Ready", "ps/svc", "-n", ns, "--timeout=60s")
+    assert proc.returncode == 0
+    obj = get(control_plane, "ps", "svc", ns)
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
+    ksvc = get(control_plane, "ksvc", "svc", ns)
+    assert traffic(obj)["default"][0] == ksvc["spec"]["template"]["metadata"]["name"]
+
+
+def test_delete_collects_the_knative_service(control_plane: ControlPlane, ns: str) -> None:
+    control_plane.apply(paddleservice("svc"), ns)
+    wait_ready(control_plane, "svc", ns)
+    control_plane.kubectl("delete", "ps", "svc", "-n", ns)
+    # The garbage collector re-discovers CRD kinds every 30 s, so allow for one resync.
+    wait_for(lambda: control_plane.get("ksvc", "svc", ns) is None, timeout=75, what="ksvc garbage-collected")
+
+
+def test_no_writes_after_convergence(control_plane: ControlPlane, ns: str) -> None:
+    for i in range(3):
+        control_plane.apply(paddleservice(f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i), ns)
+    for i in range(3):
+        wait_ready(control_plane, f"svc{i}", ns)
+    mark = control_plane.audit_line_count()
+    time.sleep(60)  # the 60 s observation window the issue asks for; nothing waits on it
+    writes = [e for e in control_plane.audit_events(mark) if e["user"]["username"] == OPERATOR_USER]
+    assert writes == [], f"operator wrote while idle: {[(e['verb'], e['requestURI']) for e in writes]}"
+
+
+@pytest.mark.parametrize("name", ["sample_service", "lac"])
+def test_elasticserving_manual_samples_render_to_services_knative_accepts(
+    control_plane: ControlPlane, ns: str, name: str
+) -> None:
+    source = ROOT / "tests" / "fixtures" / "elasticserving" / f"{name}.yaml"
+    out = subprocess.run(
+        [sys.executable, "-m", "paddle_kuscia.cli", "render", "-f", str(source)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    ksvc = yaml.safe_load(out)
+    ksvc["metadata"]["namespace"] = ns
+    del ksvc["metadata"]["ownerReferences"]
+    control_plane.apply(ksvc, ns)  # schema of Knative's CRD and the admission policy both run here
+    live = get(control_plane, "ksvc", ksvc["metadata"]["name"], ns)
+    assert live["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] in ("0", "1")
+    tags = [t["tag"] for t in live["spec"]["traffic"]]
+    assert tags == (["default", "canary"] if name == "sample_service" else ["default"])
