@@ -309,6 +309,14 @@ def test_no_writes_after_convergence(control_plane: ControlPlane, ns: str) -> No
         control_plane.apply(paddleservice(f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i), ns)
     for i in range(3):
         wait_ready(control_plane, f"svc{i}", ns)
+    # Revisions at 0 % scale to zero a little later (a real status change); wait until nothing moves.
+    versions: list[list[str]] = []
+
+    def settled() -> bool:
+        versions.append([o["metadata"]["resourceVersion"] for o in control_plane.list("ps", ns)])
+        return len(versions) > 25 and all(v == versions[-1] for v in versions[-25:])
+
+    wait_for(settled, timeout=60, what="statuses to stop changing")
     mark = control_plane.audit_line_count()
     time.sleep(60)  # the 60 s observation window the issue asks for; nothing waits on it
     writes = [e for e in control_plane.audit_events(mark) if e["user"]["username"] == OPERATOR_USER]

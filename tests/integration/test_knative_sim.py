@@ -1,27 +1,22 @@
 """The Knative simulator against the real control plane: what an operator can observe of Knative Serving.
 
 Every test writes serving.knative.dev/v1 Services with kubectl into the real kube-apiserver and polls the
-Configurations, Revisions and Routes the simulator creates, as an operator would.
+Configurations, Revisions and Routes the simulator creates, as an operator would. The simulator is the
+session's `knative_sim` fixture (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
 from support.control_plane import ControlPlane, wait_for
-from support.knative_sim import KnativeSimulator
+from support.knative_sim import LEASE_NAME, KnativeSimulator
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def knative_sim(control_plane: ControlPlane) -> Iterator[KnativeSimulator]:
-    with KnativeSimulator(control_plane.admin_kubeconfig, ready_delay=0.3) as sim:
-        yield sim
 
 
 def ksvc(
@@ -504,6 +499,14 @@ def test_status_is_written_only_when_it_changes(control_plane: ControlPlane, nam
     assert service_writes == {("update", "services", "status")}, (
         "the simulator writes only a Service's status"
     )
+
+
+def test_a_second_simulator_does_not_run_beside_the_first(control_plane: ControlPlane, knative_sim):
+    second = KnativeSimulator(control_plane.admin_kubeconfig, admission=False)
+    with pytest.raises(
+        RuntimeError, match=f"another Knative simulator .* holds lease kube-system/{LEASE_NAME}"
+    ):
+        second.start(timeout=5)
 
 
 @pytest.mark.chaos

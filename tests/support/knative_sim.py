@@ -23,11 +23,13 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import ssl
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +72,9 @@ READY_DELAY_ANNOTATION = "simulator.paddle-kuscia.io/ready-delay"
 DEFAULT_CONTAINER_NAME = "user-container"
 USER_AGENT = "knative-sim (paddle-kuscia-operator tests)"  # how its writes show up in the audit log
 CLUSTER_LOCAL_DOMAIN = "svc.cluster.local"
+
+# A Lease makes the simulator exclusive: two of them on one API server would fight over every status.
+LEASE_NAMESPACE, LEASE_NAME, LEASE_SECONDS = "kube-system", "knative-sim.paddle-kuscia.io", 15
 
 Key = tuple[str, str, str]  # (resource, namespace, name)
 Obj = dict[str, Any]
@@ -450,8 +455,9 @@ def _default_failure_message(reason: str, image: str) -> str:
     return "simulated failure"
 
 
-def template_failure(revision: Obj) -> Failure | None:
-    """The failure a Revision is doomed to by its image (containing "fail") or the fail annotation."""
+def requested_failure(revision: Obj) -> Failure | None:
+    """The failure asked of a Revision: its fail annotation (from the template or added later), or an image
+    containing "fail"."""
     annotations = _annotations(revision)
     images = [c.get("image", "") for c in (revision.get("spec") or {}).get("containers") or []]
     if FAIL_ANNOTATION in annotations:
@@ -858,8 +864,6 @@ class KnativeSimulator:
         self.domain = domain
         self.admission = admission
         self.workers = workers
-        self._lock = threading.Lock()
-        self._injected: dict[tuple[str, str], Failure] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -868,6 +872,8 @@ class KnativeSimulator:
         self._stores = {r: _Store() for r in RESOURCES}
         self._queue: _WorkQueue | None = None
         self._retries: dict[Key, _Backoff] = {}
+        self._identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.lease_holder: str | None = None  # another simulator's identity while waiting for the lease
         self._deploy_started: dict[str, float] = {}  # revision uid -> monotonic time first seen
         self._idle_since: dict[str, float] = {}  # revision uid -> monotonic time it was last seen unrouted
 
@@ -889,7 +895,13 @@ class KnativeSimulator:
         self._thread = threading.Thread(target=main, name="knative-sim", daemon=True)
         self._thread.start()
         if not ready.wait(timeout):
+            holder = self.lease_holder
             self.stop()
+            if holder:
+                raise RuntimeError(
+                    f"another Knative simulator ({holder}) holds lease {LEASE_NAMESPACE}/{LEASE_NAME} on this "
+                    "API server; run only one (stop hack/knative-sim or the other test session)"
+                )
             raise TimeoutError(f"Knative simulator did not sync its caches within {timeout:.0f}s")
         if self._thread_error is not None:
             raise RuntimeError("Knative simulator failed to start") from self._thread_error
@@ -919,54 +931,149 @@ class KnativeSimulator:
     ) -> None:
         """Make a Revision fail now (even a ready one), as if its pods crashed or never became available.
 
-        Safe to call from any thread; the failure sticks for the life of this simulator.
+        Writes the fail annotations on the Revision (the same as `kubectl annotate revision NAME
+        simulator.paddle-kuscia.io/fail=REASON`), so the failure is visible, survives a simulator restart and
+        works whichever process runs the controllers. Returns once the API server accepted the annotation.
         """
-        with self._lock:
-            self._injected[(namespace, name)] = Failure(reason, message)
-        self._enqueue_threadsafe((REVISIONS, namespace, name))
-
-    def _enqueue_threadsafe(self, key: Key) -> None:
-        loop, queue = self._loop, self._queue
-        if loop is None or queue is None or loop.is_closed():
-            return
-        try:
-            if asyncio.get_running_loop() is loop:
-                queue.add(key)
-                return
-        except RuntimeError:
-            pass
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.add, key)
+        patch = {"metadata": {"annotations": {FAIL_ANNOTATION: reason, FAIL_MESSAGE_ANNOTATION: message}}}
+        conn = _read_kubeconfig(self.kubeconfig_path)
+        with httpx.Client(
+            base_url=conn.server, verify=conn.ssl_context, headers=conn.headers, timeout=15
+        ) as client:
+            resp = client.patch(
+                _path(REVISIONS, namespace, name),
+                content=json.dumps(patch),
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+        if resp.status_code >= 400:
+            raise ApiError.from_response(resp)
 
     # -- event loop -----------------------------------------------------------------------------------------
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Run until stop() or request_stop(); `on_ready` fires once every cache is synced."""
+        """Run until stop() or request_stop(); `on_ready` fires once the lease is held and every cache synced.
+
+        While another simulator holds the lease, wait for it (a crashed one's lease expires after 15 s).
+        """
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._queue = _WorkQueue()
         self._stores = {r: _Store() for r in RESOURCES}
         self._api = _Api(self.kubeconfig_path)
+        acquired = asyncio.Event()
         synced = {r: asyncio.Event() for r in RESOURCES}
-        tasks = [asyncio.create_task(self._inform(r, synced[r]), name=f"watch-{r}") for r in RESOURCES]
+        tasks = [asyncio.create_task(self._hold_lease(acquired), name="lease")]
         try:
-            await asyncio.gather(*(e.wait() for e in synced.values()))
+            if not await self._wait_or_stop(acquired.wait(), tasks):
+                return
+            tasks += [asyncio.create_task(self._inform(r, synced[r]), name=f"watch-{r}") for r in RESOURCES]
+            if not await self._wait_or_stop(asyncio.gather(*(e.wait() for e in synced.values())), tasks):
+                return
             tasks += [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.workers)]
             log.info("Started Knative simulator server=%s ready_delay=%s", self._api.server, self.ready_delay)
             if on_ready is not None:
                 on_ready()
-            stop_wait = asyncio.create_task(self._stop_event.wait())
-            done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stop_wait and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            stop_wait.cancel()
+            await self._wait_or_stop(None, tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if acquired.is_set():
+                await self._release_lease()
             await self._api.close()
             log.info("Stopped Knative simulator")
+
+    async def _wait_or_stop(self, goal: Awaitable[Any] | None, tasks: list[asyncio.Task[None]]) -> bool:
+        """Wait for `goal` (None: for ever). False once stop is requested; a background task's failure raises."""
+        assert self._stop_event is not None
+        stop = asyncio.create_task(self._stop_event.wait())
+        target = asyncio.ensure_future(goal) if goal is not None else None
+        try:
+            waiting = [stop, *tasks, *([target] if target else [])]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task in done:
+                    task.result()  # re-raises the task's error
+                    raise RuntimeError(f"simulator task {task.get_name()} ended unexpectedly")
+            return target is not None and target in done
+        finally:
+            stop.cancel()
+            if target is not None and not target.done():
+                target.cancel()
+
+    async def _hold_lease(self, acquired: asyncio.Event) -> None:
+        """Acquire the simulator's Lease (waiting while another live simulator holds it), then keep renewing it."""
+        assert self._api is not None
+        backoff, waiting_logged = _Backoff(0.2, 2.0), False
+        while True:
+            try:
+                holder = await self._try_lease()
+                backoff.reset()
+                if holder is None:
+                    if not acquired.is_set():
+                        log.info(
+                            "Acquired lease %s/%s identity=%s", LEASE_NAMESPACE, LEASE_NAME, self._identity
+                        )
+                        acquired.set()
+                    self.lease_holder = None
+                    await asyncio.sleep(LEASE_SECONDS / 3)
+                    continue
+                if acquired.is_set():
+                    raise RuntimeError(f"another Knative simulator ({holder}) took over lease {LEASE_NAME}")
+                self.lease_holder = holder
+                if not waiting_logged:
+                    log.warning("Waiting for lease %s/%s held by %s", LEASE_NAMESPACE, LEASE_NAME, holder)
+                    waiting_logged = True
+                await asyncio.sleep(1.0)
+            except (httpx.HTTPError, ApiError, OSError) as exc:
+                delay = backoff.next()
+                log.info("Lease renewal failed error=%r retry_in=%.2fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _try_lease(self) -> str | None:
+        """Take or renew the Lease; return the other live holder's identity when it is not ours to take."""
+        assert self._api is not None
+        collection = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+        now = datetime.now(UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            lease = await self._api.request("GET", f"{collection}/{LEASE_NAME}")
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            spec = {
+                "holderIdentity": self._identity,
+                "leaseDurationSeconds": LEASE_SECONDS,
+                "acquireTime": stamp,
+                "renewTime": stamp,
+            }
+            body = {"metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE}, "spec": spec}
+            await self._api.request(
+                "POST", collection, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", **body}
+            )
+            return None
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        renewed = datetime.fromisoformat(spec["renewTime"]) if spec.get("renewTime") else None
+        duration = spec.get("leaseDurationSeconds") or LEASE_SECONDS
+        if holder and holder != self._identity and renewed and (now - renewed).total_seconds() < duration:
+            return holder
+        if holder != self._identity:
+            spec["acquireTime"] = stamp
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        spec.update(holderIdentity=self._identity, leaseDurationSeconds=LEASE_SECONDS, renewTime=stamp)
+        await self._api.request("PUT", f"{collection}/{LEASE_NAME}", {**lease, "spec": spec})
+        return None
+
+    async def _release_lease(self) -> None:
+        """Hand the Lease back on a clean stop, so the next simulator need not wait for it to expire."""
+        assert self._api is not None
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{LEASE_NAME}"
+        with contextlib.suppress(httpx.HTTPError, ApiError, OSError):
+            lease = await self._api.request("GET", path)
+            if (lease.get("spec") or {}).get("holderIdentity") == self._identity:
+                lease["spec"]["holderIdentity"] = ""
+                await self._api.request("PUT", path, lease)
 
     def request_stop(self) -> None:
         """Stop run() from inside its own event loop (signal handlers)."""
@@ -1316,8 +1423,6 @@ class KnativeSimulator:
             status["initContainerStatuses"] = [
                 {"name": c.get("name", ""), "imageDigest": image_digest(c.get("image", ""))} for c in init
             ]
-        with self._lock:
-            injected = self._injected.get((ns, name))
         now = time.monotonic()
         started = self._deploy_started.setdefault(uid, now)
         delay = self.ready_delay
@@ -1325,19 +1430,19 @@ class KnativeSimulator:
             delay = float(_annotations(rev).get(READY_DELAY_ANNOTATION, delay))
         was_ready = observed and ready is not None and ready.get("status") == "True"
         was_failed = observed and ready is not None and ready.get("status") == "False"
+        failure = requested_failure(rev)
 
-        if injected is not None:
-            self._mark_failed(m, status, injected)
-        elif was_failed:
+        if was_failed:
             return  # failure is terminal; nothing brings a failed revision back
-        elif not was_ready and now - started < delay:
+        if not was_ready and now - started < delay:
             for ctype in ("ResourcesAvailable", "ContainerHealthy", "Active"):
                 m.mark_unknown(ctype, "Deploying", "")
             status["desiredReplicas"] = self._initial_scale(rev)
             status["actualReplicas"] = 0
             self._queue.add_after(key, started + delay - now)
-        elif not was_ready and (failure := template_failure(rev)) is not None:
+        elif failure is not None:
             self._mark_failed(m, status, failure)
+            log.info("Revision failed namespace=%s name=%s reason=%s", ns, name, failure.reason)
         else:
             m.mark_true("ResourcesAvailable")
             m.mark_true("ContainerHealthy")
