@@ -215,12 +215,15 @@ start_apiserver() {
   local port d="$RUN_DIR/pki"
   if [[ -f "$RUN_DIR/apiserver.port" ]]; then port=$(cat "$RUN_DIR/apiserver.port"); else port=$(free_port); fi
   echo "$port" >"$RUN_DIR/apiserver.port"
-  cat >"$RUN_DIR/audit-policy.yaml" <<'EOF'
-# Record who wrote what (never request bodies); reads are not recorded.
+  cat >"$RUN_DIR/audit-policy.yaml" <<EOF
+# Record who wrote what (never request bodies). Everything the operator's ServiceAccount does is recorded,
+# reads included, so tests can compare the verbs it uses with the ClusterRole it is granted.
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+- level: Metadata
+  users: ["system:serviceaccount:$OPERATOR_NAMESPACE:$OPERATOR_SA"]
 - level: None
   resources: [{group: coordination.k8s.io, resources: [leases]}]
 - level: Metadata

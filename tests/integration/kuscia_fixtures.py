@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,13 +134,15 @@ def kuscia_namespace(control_plane: ControlPlane) -> Iterator[str]:
 def start_operator(
     control_plane: ControlPlane, operator_rbac: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start operators (stopped at module end): `start_operator(namespace, emulator, *extra_args)`."""
+    """Start operators (stopped at module end): `start_operator(namespace, emulator, *extra_args, env=...)`."""
     started: list[OperatorProcess] = []
     logs = tmp_path_factory.mktemp("operator-logs")
 
-    def start(namespace: str, emulator: KusciaDoubleThread, *extra: str) -> OperatorProcess:
+    def start(
+        namespace: str, emulator: KusciaDoubleThread, *extra: str, env: dict[str, str] | None = None
+    ) -> OperatorProcess:
         log = logs / f"operator-{len(started)}.log"
-        proc = OperatorProcess(control_plane, log, args=operator_args(namespace, emulator, *extra))
+        proc = OperatorProcess(control_plane, log, args=operator_args(namespace, emulator, *extra), env=env)
         started.append(proc)
         return proc.start()
 
@@ -170,12 +171,3 @@ def clean_kuscia(kuscia: KusciaDoubleThread) -> Iterator[KusciaDoubleThread]:
     kuscia.set_refuse_tls(False)
     if kuscia.is_down:
         kuscia.up()
-
-
-def log_of(proc: OperatorProcess) -> str:
-    return proc.log()
-
-
-def write_yaml(path: Path, obj: Obj) -> Path:
-    path.write_text(yaml.safe_dump(obj))
-    return path

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "hack" / "control-plane.sh"
 
 
+OPERATOR_USER = "system:serviceaccount:paddle-kuscia-system:paddle-kuscia-operator"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -144,6 +148,21 @@ class ControlPlane:
     def audit_events(self, since_line: int = 0) -> list[dict[str, Any]]:
         lines = self.audit_log.read_text().splitlines() if self.audit_log.exists() else []
         return [json.loads(line) for line in lines[since_line:] if line.strip()]
+
+    def operator_writes(self, since_line: int, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Writes the operator's ServiceAccount made after `since_line` of the audit log (leases excluded)."""
+        out = []
+        for e in self.audit_events(since_line):
+            ref = e.get("objectRef") or {}
+            if (
+                e["user"]["username"] == OPERATOR_USER
+                and e["verb"] in WRITE_VERBS
+                and e.get("stage") == "ResponseComplete"
+                and ref.get("resource") != "leases"
+                and (namespace is None or ref.get("namespace") == namespace)
+            ):
+                out.append(e)
+        return out
 
     def audit_line_count(self) -> int:
         return len(self.audit_log.read_text().splitlines()) if self.audit_log.exists() else 0
