@@ -8,7 +8,9 @@ Wire errors become a few typed exceptions, so reconcilers can tell "retry later"
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
+import os
 import logging
 import ssl
 import time
@@ -82,6 +84,13 @@ EVENTS = Resource("", "v1", "events", "Event")
 SECRETS = Resource("", "v1", "secrets", "Secret")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("paddle-kuscia-operator")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
+
+
 def _load_configuration() -> k8s_client.Configuration:
     cfg = k8s_client.Configuration()
     try:
@@ -102,13 +111,19 @@ class KubeClient:
         on_request: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         cfg = _load_configuration()
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else ssl.create_default_context()
+        ctx = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+            if cfg.verify_ssl
+            else ssl.create_default_context()
+        )
         if cfg.cert_file and cfg.key_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         self._cfg = cfg
         self._refreshed = time.monotonic()
         self._on_request = on_request
-        headers = {"Accept": "application/json", "User-Agent": "paddle-kuscia-operator"}
+        # The process id in the user agent lets the audit log tell two instances (HA) apart.
+        agent = f"paddle-kuscia-operator/{_version()} (pid {os.getpid()})"
+        headers = {"Accept": "application/json", "User-Agent": agent}
         self._http = httpx.AsyncClient(
             base_url=cfg.host,
             verify=ctx,
@@ -178,7 +193,13 @@ class KubeClient:
         )
 
     async def patch_status(
-        self, resource: Resource, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None,
     ) -> dict[str, Any]:
         """Replace `.status` in one merge patch (guarded by resourceVersion when given)."""
         body: dict[str, Any] = {"status": status}
@@ -191,7 +212,9 @@ class KubeClient:
             content_type="application/merge-patch+json",
         )
 
-    async def json_patch(self, resource: Resource, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    async def json_patch(
+        self, resource: Resource, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         return await self.request(
             "PATCH", resource.path(namespace, name), body=ops, content_type="application/json-patch+json"
         )
@@ -210,7 +233,13 @@ class KubeClient:
         return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
 
     async def post_event(
-        self, involved: dict[str, Any], *, type: str, reason: str, message: str, component: str = "paddle-kuscia"
+        self,
+        involved: dict[str, Any],
+        *,
+        type: str,
+        reason: str,
+        message: str,
+        component: str = "paddle-kuscia",
     ) -> None:
         """Record a core/v1 Event for `involved` (failures are logged, never raised: events are advisory)."""
         meta = involved.get("metadata", {})
@@ -218,7 +247,10 @@ class KubeClient:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": meta.get("namespace")},
+            "metadata": {
+                "generateName": f"{meta.get('name', 'object')}.",
+                "namespace": meta.get("namespace"),
+            },
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
