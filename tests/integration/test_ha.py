@@ -13,7 +13,9 @@ def paddleservice(name: str, tag: str) -> dict:
         "apiVersion": "elasticserving.paddlepaddle.org/v1",
         "kind": "PaddleService",
         "metadata": {"name": name},
-        "spec": {"default": {"containerImage": "registry.example.com/paddle/serving", "tag": tag, "port": 9292}},
+        "spec": {
+            "default": {"containerImage": "registry.example.com/paddle/serving", "tag": tag, "port": 9292}
+        },
     }
 
 
@@ -39,10 +41,14 @@ def test_only_the_leader_acts_and_the_standby_takes_over(
     wait_for(lambda: "Became the leader" in first.log(), timeout=30, what="the first instance to lead")
     second = OperatorProcess(control_plane, tmp_path / "second.log", args=args).start()
     try:
-        wait_for(lambda: "Waiting to become the leader" in second.log(), timeout=30, what="the standby to wait")
+        wait_for(
+            lambda: "Waiting to become the leader" in second.log(), timeout=30, what="the standby to wait"
+        )
         mark = control_plane.audit_line_count()
         control_plane.apply(paddleservice("svc", "v1"), ns)
-        wait_for(lambda: ready_generation(control_plane, "svc", ns) == 1, timeout=60, what="Ready under the leader")
+        wait_for(
+            lambda: ready_generation(control_plane, "svc", ns) == 1, timeout=60, what="Ready under the leader"
+        )
         assert writers(control_plane, mark, ns) == {str(first.proc.pid)}  # type: ignore[union-attr]
         assert "Applied Knative Service" not in second.log()
 
@@ -50,7 +56,11 @@ def test_only_the_leader_acts_and_the_standby_takes_over(
         wait_for(lambda: "Became the leader" in second.log(), timeout=60, what="the standby to take over")
         mark = control_plane.audit_line_count()
         control_plane.apply(paddleservice("svc", "v2"), ns)
-        wait_for(lambda: ready_generation(control_plane, "svc", ns) == 2, timeout=60, what="Ready under the new leader")
+        wait_for(
+            lambda: ready_generation(control_plane, "svc", ns) == 2,
+            timeout=60,
+            what="Ready under the new leader",
+        )
         assert writers(control_plane, mark, ns) == {str(second.proc.pid)}  # type: ignore[union-attr]
     finally:
         first.stop()

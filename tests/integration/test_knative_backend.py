@@ -25,7 +25,10 @@ IMAGE = {"containerImage": "registry.example.com/paddle/serving", "tag": "v1", "
 
 @pytest.fixture(scope="module")
 def operator(
-    control_plane: ControlPlane, operator_rbac: None, knative_sim: object, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane,
+    operator_rbac: None,
+    knative_sim: object,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("knative-operator") / "operator.log"
     with OperatorProcess(control_plane, log, args=["--namespace", "kn-*"]) as proc:
@@ -60,12 +63,19 @@ def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
 
 
-def wait_ready(cp: ControlPlane, name: str, ns: str, status: str = "True", timeout: float = 60) -> dict[str, Any]:
+def wait_ready(
+    cp: ControlPlane, name: str, ns: str, status: str = "True", timeout: float = 60
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = get(cp, "ps", name, ns)
         ready = condition(obj, "Ready")
         current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-        if current and ready and ready["status"] == status and ready["observedGeneration"] == obj["metadata"]["generation"]:
+        if (
+            current
+            and ready
+            and ready["status"] == status
+            and ready["observedGeneration"] == obj["metadata"]["generation"]
+        ):
             return obj
         return None
 
@@ -73,7 +83,9 @@ def wait_ready(cp: ControlPlane, name: str, ns: str, status: str = "True", timeo
 
 
 def traffic(obj: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    return {t["tag"]: (t["revisionName"], t["percent"]) for t in (obj.get("status") or {}).get("traffic") or []}
+    return {
+        t["tag"]: (t["revisionName"], t["percent"]) for t in (obj.get("status") or {}).get("traffic") or []
+    }
 
 
 def revision_ready(cp: ControlPlane, ns: str, name: str) -> bool:
@@ -90,9 +102,16 @@ def watch_ksvc(cp: ControlPlane, ns: str, name: str, until: Any, timeout: float 
         if ksvc is not None:
             spec = ksvc["spec"]
             routed = {t["revisionName"] for t in spec.get("traffic") or [] if t.get("percent")}
-            snapshot = {"template": spec["template"]["metadata"]["name"], "traffic": spec.get("traffic"),
-                        "ready": {r: revision_ready(cp, ns, r) for r in routed}}
-            if not seen or seen[-1]["template"] != snapshot["template"] or seen[-1]["traffic"] != snapshot["traffic"]:
+            snapshot = {
+                "template": spec["template"]["metadata"]["name"],
+                "traffic": spec.get("traffic"),
+                "ready": {r: revision_ready(cp, ns, r) for r in routed},
+            }
+            if (
+                not seen
+                or seen[-1]["template"] != snapshot["template"]
+                or seen[-1]["traffic"] != snapshot["traffic"]
+            ):
                 seen.append(snapshot)
         if until():
             return seen
@@ -114,7 +133,9 @@ def test_create_serves_the_default_revision(control_plane: ControlPlane, ns: str
     assert status["replicas"] >= 0
     # The operator writes status, never the user's spec, labels or annotations.
     assert obj["spec"] == paddleservice("svc")["spec"]
-    annotations = set(obj["metadata"].get("annotations") or {}) - {"kubectl.kubernetes.io/last-applied-configuration"}
+    annotations = set(obj["metadata"].get("annotations") or {}) - {
+        "kubectl.kubernetes.io/last-applied-configuration"
+    }
     assert not annotations and not obj["metadata"].get("labels") and not obj["metadata"].get("finalizers")
 
 
@@ -153,14 +174,18 @@ def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str) -
     assert traffic(obj) == {"default": (default_rev, 90), "canary": (canary_rev, 10)}
     assert condition(obj, "CanaryEndpointReady")["status"] == "True"
     tag_urls = {t["tag"]: t["url"] for t in obj["status"]["traffic"]}
-    assert tag_urls["canary"].startswith("http://canary-svc.") and tag_urls["default"].startswith("http://default-svc.")
+    assert tag_urls["canary"].startswith("http://canary-svc.") and tag_urls["default"].startswith(
+        "http://default-svc."
+    )
 
     control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=50), ns)
     obj = wait_ready(control_plane, "svc", ns)
     assert traffic(obj) == {"default": (default_rev, 50), "canary": (canary_rev, 50)}
 
     # Promote: the canary becomes the default. Its revision is reused, not rebuilt.
-    revisions_before = {r["metadata"]["name"] for r in control_plane.list("revisions.serving.knative.dev", ns)}
+    revisions_before = {
+        r["metadata"]["name"] for r in control_plane.list("revisions.serving.knative.dev", ns)
+    }
     control_plane.apply(paddleservice("svc", default=canary), ns)
     obj = wait_ready(control_plane, "svc", ns)
     assert traffic(obj) == {"default": (canary_rev, 100)}
@@ -186,10 +211,14 @@ def test_rollback_to_zero_percent_keeps_default_serving(control_plane: ControlPl
     assert traffic(obj) == {"default": (default_rev, 100), "canary": (canary_rev, 0)}
 
 
-def test_failing_canary_surfaces_the_reason_and_default_keeps_serving(control_plane: ControlPlane, ns: str) -> None:
+def test_failing_canary_surfaces_the_reason_and_default_keeps_serving(
+    control_plane: ControlPlane, ns: str
+) -> None:
     control_plane.apply(paddleservice("svc"), ns)
     default_rev = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
-    control_plane.apply(paddleservice("svc", canary={**IMAGE, "tag": "crash-fail"}, canaryTrafficPercent=50), ns)
+    control_plane.apply(
+        paddleservice("svc", canary={**IMAGE, "tag": "crash-fail"}, canaryTrafficPercent=50), ns
+    )
     obj = wait_ready(control_plane, "svc", ns, status="False")
     ready, canary_cond = condition(obj, "Ready"), condition(obj, "CanaryEndpointReady")
     assert canary_cond["status"] == "False" and ready["reason"] == canary_cond["reason"]
@@ -200,11 +229,15 @@ def test_failing_canary_surfaces_the_reason_and_default_keeps_serving(control_pl
     assert any(e["type"] == "Warning" and e["reason"] == ready["reason"] for e in events)
 
 
-def test_status_follows_knative_without_a_spec_change(control_plane: ControlPlane, ns: str, knative_sim: Any) -> None:
+def test_status_follows_knative_without_a_spec_change(
+    control_plane: ControlPlane, ns: str, knative_sim: Any
+) -> None:
     control_plane.apply(paddleservice("svc"), ns)
     obj = wait_ready(control_plane, "svc", ns)
     generation = obj["metadata"]["generation"]
-    knative_sim.fail_revision(ns, obj["status"]["default"]["name"], "ExitCode1", "Container failed with: OOMKilled")
+    knative_sim.fail_revision(
+        ns, obj["status"]["default"]["name"], "ExitCode1", "Container failed with: OOMKilled"
+    )
     obj = wait_ready(control_plane, "svc", ns, status="False")
     assert obj["metadata"]["generation"] == generation
     assert "OOMKilled" in condition(obj, "DefaultEndpointReady")["message"]
@@ -212,9 +245,19 @@ def test_status_follows_knative_without_a_spec_change(control_plane: ControlPlan
 
 def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, ns: str) -> None:
     control_plane.apply(
-        paddleservice("svc", service={"minScale": 0, "maxScale": 5, "target": 10, "containerConcurrency": 4,
-                                      "window": "30s", "initialScale": 0, "scaleDownDelay": "15s",
-                                      "timeoutSeconds": 120}),
+        paddleservice(
+            "svc",
+            service={
+                "minScale": 0,
+                "maxScale": 5,
+                "target": 10,
+                "containerConcurrency": 4,
+                "window": "30s",
+                "initialScale": 0,
+                "scaleDownDelay": "15s",
+                "timeoutSeconds": 120,
+            },
+        ),
         ns,
     )
     wait_ready(control_plane, "svc", ns)
@@ -229,12 +272,17 @@ def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, 
 
 @pytest.mark.parametrize(
     ("accelerator", "resource"),
-    [({"type": "nvidia-gpu", "count": 1}, "nvidia.com/gpu"), ({"type": "kunlun-xpu", "count": 2}, "baidu.com/xpu")],
+    [
+        ({"type": "nvidia-gpu", "count": 1}, "nvidia.com/gpu"),
+        ({"type": "kunlun-xpu", "count": 2}, "baidu.com/xpu"),
+    ],
 )
 def test_accelerators_reach_the_pod_spec(
     control_plane: ControlPlane, ns: str, accelerator: dict[str, Any], resource: str
 ) -> None:
-    control_plane.apply(paddleservice("svc", accelerator=accelerator, nodeSelector={"accelerator": "yes"}), ns)
+    control_plane.apply(
+        paddleservice("svc", accelerator=accelerator, nodeSelector={"accelerator": "yes"}), ns
+    )
     wait_ready(control_plane, "svc", ns)
     pod = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]
     res = pod["containers"][0]["resources"]
@@ -251,13 +299,20 @@ def test_drift_is_repaired(control_plane: ControlPlane, ns: str) -> None:
     wanted = get(control_plane, "ksvc", "svc", ns)["spec"]["traffic"]
     hacked = copy.deepcopy(wanted)
     hacked[0]["percent"], hacked[1]["percent"] = 100, 0
-    control_plane.kubectl("patch", "ksvc", "svc", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"traffic": hacked}}))
-    wait_for(lambda: get(control_plane, "ksvc", "svc", ns)["spec"]["traffic"] == wanted, timeout=30, what="traffic restored")
+    control_plane.kubectl(
+        "patch", "ksvc", "svc", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"traffic": hacked}})
+    )
+    wait_for(
+        lambda: get(control_plane, "ksvc", "svc", ns)["spec"]["traffic"] == wanted,
+        timeout=30,
+        what="traffic restored",
+    )
     uid = get(control_plane, "ksvc", "svc", ns)["metadata"]["uid"]
     control_plane.kubectl("delete", "ksvc", "svc", "-n", ns)
     wait_for(
         lambda: (k := control_plane.get("ksvc", "svc", ns)) is not None and k["metadata"]["uid"] != uid,
-        timeout=30, what="Knative Service re-created",
+        timeout=30,
+        what="Knative Service re-created",
     )
     wait_ready(control_plane, "svc", ns)
 
@@ -265,7 +320,9 @@ def test_drift_is_repaired(control_plane: ControlPlane, ns: str) -> None:
 def test_invalid_spec_is_refused_with_a_reason_an_event_and_no_hot_loop(
     control_plane: ControlPlane, ns: str, operator: OperatorProcess
 ) -> None:
-    control_plane.apply(paddleservice("svc", resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}), ns)
+    control_plane.apply(
+        paddleservice("svc", resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}), ns
+    )
     obj = wait_ready(control_plane, "svc", ns, status="False")
     ready = condition(obj, "Ready")
     assert ready["reason"] == "InvalidSpec" and "spec.resources.limits.cpu" in ready["message"]
@@ -303,7 +360,9 @@ def test_delete_collects_the_knative_service(control_plane: ControlPlane, ns: st
 
 def test_no_writes_after_convergence(control_plane: ControlPlane, ns: str) -> None:
     for i in range(3):
-        control_plane.apply(paddleservice(f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i), ns)
+        control_plane.apply(
+            paddleservice(f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i), ns
+        )
     for i in range(3):
         wait_ready(control_plane, f"svc{i}", ns)
     # Revisions at 0 % scale to zero a little later (a real status change); wait until nothing moves.
@@ -327,13 +386,18 @@ def test_elasticserving_manual_samples_render_to_services_knative_accepts(
     source = ROOT / "tests" / "fixtures" / "elasticserving" / f"{name}.yaml"
     out = subprocess.run(
         [sys.executable, "-m", "paddle_kuscia.cli", "render", "-f", str(source)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     ksvc = yaml.safe_load(out)
     ksvc["metadata"]["namespace"] = ns
     del ksvc["metadata"]["ownerReferences"]
     control_plane.apply(ksvc, ns)  # schema of Knative's CRD and the admission policy both run here
     live = get(control_plane, "ksvc", ksvc["metadata"]["name"], ns)
-    assert live["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] in ("0", "1")
+    assert live["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] in (
+        "0",
+        "1",
+    )
     tags = [t["tag"] for t in live["spec"]["traffic"]]
     assert tags == (["default", "canary"] if name == "sample_service" else ["default"])

@@ -18,7 +18,8 @@ def test_wheel_installs_into_a_clean_virtualenv_and_the_entrypoint_starts_and_st
 ) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-        check=True, timeout=600,
+        check=True,
+        timeout=600,
     )
     wheels = list((tmp_path / "dist").glob("paddle_kuscia_operator-*.whl"))
     assert len(wheels) == 1
@@ -33,10 +34,20 @@ def test_wheel_installs_into_a_clean_virtualenv_and_the_entrypoint_starts_and_st
     log = tmp_path / "entrypoint.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(entrypoint), "run", "--all-namespaces", "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+            [
+                str(entrypoint),
+                "run",
+                "--all-namespaces",
+                "--standalone",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
         )
         try:
+
             def healthy() -> bool:
                 assert proc.poll() is None, log.read_text()
                 try:

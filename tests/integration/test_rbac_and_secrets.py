@@ -55,7 +55,9 @@ def used_verbs(events: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 def ready(cp: ControlPlane, kind: str, name: str, ns: str) -> bool:
     obj = cp.get(kind, name, ns) or {}
     cond = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
-    return bool(cond and cond["status"] == "True" and cond.get("observedGeneration") == obj["metadata"]["generation"])
+    return bool(
+        cond and cond["status"] == "True" and cond.get("observedGeneration") == obj["metadata"]["generation"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,39 +77,77 @@ def test_operator_uses_exactly_the_verbs_its_cluster_role_grants_and_leaks_no_se
     pki = Path(kuscia.pki.directory)
     certs = {name: (pki / name).read_text() for name in ("ca.crt", "tls.crt", "tls.key", "token")}
     secret = {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kuscia-conn"},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in {**certs, "url": kuscia.base_url}.items()},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kuscia-conn"},
+        "data": {
+            k: base64.b64encode(v.encode()).decode() for k, v in {**certs, "url": kuscia.base_url}.items()
+        },
     }
     control_plane.apply(secret, ns)
     mark = control_plane.audit_line_count()
     log = tmp_path / "operator.log"
-    args = ["--namespace", "rbac-*", "--leader-elect", "--kuscia-url", kuscia.base_url,
-            "--kuscia-credentials-dir", str(pki), "--bfia-url", kuscia.bfia_url, "--kuscia-poll-interval", "1"]
+    args = [
+        "--namespace",
+        "rbac-*",
+        "--leader-elect",
+        "--kuscia-url",
+        kuscia.base_url,
+        "--kuscia-credentials-dir",
+        str(pki),
+        "--bfia-url",
+        kuscia.bfia_url,
+        "--kuscia-poll-interval",
+        "1",
+    ]
     with OperatorProcess(control_plane, log, args=args) as operator:
         knative = sample("paddleservice-minimal.yaml")
         on_kuscia = sample("paddleservice-kuscia.yaml")
         on_kuscia["spec"]["kuscia"]["connectionSecret"] = "kuscia-conn"
-        for doc in (knative, on_kuscia, sample("kusciadeployment-serving.yaml"), sample("kusciajob-psi.yaml"),
-                    sample("kusciajob-bfia.yaml")):
+        for doc in (
+            knative,
+            on_kuscia,
+            sample("kusciadeployment-serving.yaml"),
+            sample("kusciajob-psi.yaml"),
+            sample("kusciajob-bfia.yaml"),
+        ):
             control_plane.apply(doc, ns)
-        names = [("ps", knative["metadata"]["name"]), ("ps", on_kuscia["metadata"]["name"]),
-                 ("kd", "secretflow-serving"), ("kj", "job-psi"), ("kj", "job-bfia-lr")]
+        names = [
+            ("ps", knative["metadata"]["name"]),
+            ("ps", on_kuscia["metadata"]["name"]),
+            ("kd", "secretflow-serving"),
+            ("kj", "job-psi"),
+            ("kj", "job-bfia-lr"),
+        ]
         for kind, name in names:
-            wait_for(lambda k=kind, n=name: ready(control_plane, k, n, ns), timeout=90, what=f"{kind}/{name} Ready")
+            wait_for(
+                lambda k=kind, n=name: ready(control_plane, k, n, ns), timeout=90, what=f"{kind}/{name} Ready"
+            )
 
         # Move the Knative-backed service to Kuscia: its Knative Service is deleted.
         moved = json.loads(json.dumps(on_kuscia))
         moved["metadata"]["name"] = knative["metadata"]["name"]
         moved["spec"]["kuscia"]["servingId"] = "moved-serving"
         control_plane.apply(moved, ns)
-        wait_for(lambda: control_plane.get("ksvc", knative["metadata"]["name"], ns) is None, timeout=60,
-                 what="the Knative Service to go after the backend switch")
-        wait_for(lambda: ready(control_plane, "ps", knative["metadata"]["name"], ns), timeout=60, what="moved ps Ready")
+        wait_for(
+            lambda: control_plane.get("ksvc", knative["metadata"]["name"], ns) is None,
+            timeout=60,
+            what="the Knative Service to go after the backend switch",
+        )
+        wait_for(
+            lambda: ready(control_plane, "ps", knative["metadata"]["name"], ns),
+            timeout=60,
+            what="moved ps Ready",
+        )
 
         for kind, name in names[1:]:
             control_plane.kubectl("delete", kind, name, "-n", ns, "--wait=false")
         for kind, name in names[1:]:
-            wait_for(lambda k=kind, n=name: control_plane.get(k, n, ns) is None, timeout=60, what=f"{kind}/{name} gone")
+            wait_for(
+                lambda k=kind, n=name: control_plane.get(k, n, ns) is None,
+                timeout=60,
+                what=f"{kind}/{name} gone",
+            )
         events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
         statuses = [o.get("status") for kind in ("ps", "kd", "kj") for o in control_plane.list(kind, ns)]
         operator_log = operator.log()
@@ -125,5 +165,7 @@ def test_operator_uses_exactly_the_verbs_its_cluster_role_grants_and_leaks_no_se
     haystacks = {"operator log": operator_log, "events": json.dumps(events), "statuses": json.dumps(statuses)}
     for where, text in haystacks.items():
         assert token not in text, f"the Kuscia token leaked into the {where}"
-        assert not any(line in text for line in key_lines[:3]), f"private key material leaked into the {where}"
+        assert not any(line in text for line in key_lines[:3]), (
+            f"private key material leaked into the {where}"
+        )
         assert "PRIVATE KEY" not in text, f"a private key leaked into the {where}"

@@ -42,10 +42,25 @@ async def write_status(
     cache.store(updated)
     logger.info(
         "Updated status kind=%s namespace=%s name=%s generation=%s",
-        resource.kind, meta["namespace"], meta["name"], meta.get("generation"),
+        resource.kind,
+        meta["namespace"],
+        meta["name"],
+        meta.get("generation"),
     )
     before, after = ready_of(old), ready_of(status)
-    if after is not None and (before is None or (before.get("status"), before.get("reason")) != (after["status"], after["reason"])):
+    if after is not None and (
+        before is None or (before.get("status"), before.get("reason")) != (after["status"], after["reason"])
+    ):
+        log = logger.warning if after["status"] == "False" else logger.info
+        log(
+            "Ready changed kind=%s namespace=%s name=%s status=%s reason=%s message=%s",
+            resource.kind,
+            meta["namespace"],
+            meta["name"],
+            after["status"],
+            after["reason"],
+            after["message"],
+        )
         await ctx.kube.post_event(
             body,
             type="Warning" if after["status"] == "False" else "Normal",
@@ -62,18 +77,24 @@ def failure_status(
     previous = dict(body.get("status") or {})
     generation = body["metadata"].get("generation")
     wanted = [Cond("Ready", ready, reason, message), *(extra or [])]
-    previous["conditions"] = merge_conditions(previous.get("conditions"), wanted, generation=generation, now=now_rfc3339())
+    previous["conditions"] = merge_conditions(
+        previous.get("conditions"), wanted, generation=generation, now=now_rfc3339()
+    )
     previous["observedGeneration"] = generation
     return previous
 
 
-async def ensure_finalizer(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], name: str) -> dict[str, Any]:
+async def ensure_finalizer(
+    ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], name: str
+) -> dict[str, Any]:
     """Add our finalizer (JSON patch guarded by resourceVersion, so other finalizers are never lost)."""
     meta = body["metadata"]
     finalizers = meta.get("finalizers") or []
     if name in finalizers:
         return body
-    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}]
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+    ]
     if finalizers:
         ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": name})
     else:
@@ -86,7 +107,9 @@ async def ensure_finalizer(ctx: Context, resource: Resource, cache: ObjectCache,
     return updated
 
 
-async def remove_finalizer(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], name: str) -> None:
+async def remove_finalizer(
+    ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], name: str
+) -> None:
     meta = body["metadata"]
     finalizers = meta.get("finalizers") or []
     if name not in finalizers:
@@ -104,4 +127,6 @@ async def remove_finalizer(ctx: Context, resource: Resource, cache: ObjectCache,
     except KubeError as err:
         raise RetryLater(f"removing the finalizer failed: {err}") from err
     cache.store(updated)
-    logger.info("Released finalizer kind=%s namespace=%s name=%s", resource.kind, meta["namespace"], meta["name"])
+    logger.info(
+        "Released finalizer kind=%s namespace=%s name=%s", resource.kind, meta["namespace"], meta["name"]
+    )
