@@ -8,10 +8,11 @@ Wire errors become a few typed exceptions, so reconcilers can tell "retry later"
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
-import os
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -220,10 +221,8 @@ class KubeClient:
         )
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self.request("DELETE", resource.path(namespace, name))
-        except NotFound:
-            pass
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's decoded data (never logged)."""

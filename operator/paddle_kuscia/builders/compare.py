@@ -23,7 +23,9 @@ def is_subset(desired: Any, live: Any) -> bool:
         return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired == live
-    if isinstance(desired, int | float) and isinstance(live, str) or isinstance(live, int | float) and isinstance(desired, str):
+    if (isinstance(desired, int | float) and isinstance(live, str)) or (
+        isinstance(live, int | float) and isinstance(desired, str)
+    ):
         return str(desired) == str(live)
     return desired == live
 

@@ -31,7 +31,11 @@ def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag:
     state = obs.revisions.get(revision)
     detail = ""
     if state and state.ready.reason:
-        detail = f" ({state.ready.reason}: {state.ready.message})" if state.ready.message else f" ({state.ready.reason})"
+        detail = (
+            f" ({state.ready.reason}: {state.ready.message})"
+            if state.ready.message
+            else f" ({state.ready.reason})"
+        )
     serving = f"; {routed} keeps serving meanwhile" if routed and routed != revision else ""
     return Cond(
         ctype,
