@@ -48,9 +48,7 @@ async def write_status(
         meta.get("generation"),
     )
     before, after = ready_of(old), ready_of(status)
-    if after is not None and (
-        before is None or (before.get("status"), before.get("reason")) != (after["status"], after["reason"])
-    ):
+    if after is not None and _transition(before, after):
         log = logger.warning if after["status"] == "False" else logger.info
         log(
             "Ready changed kind=%s namespace=%s name=%s status=%s reason=%s message=%s",
@@ -68,6 +66,13 @@ async def write_status(
             message=f"Ready={after['status']}: {after['message']}",
         )
     return True
+
+
+def _transition(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """Worth an Event: Ready flipped, or it failed for a new reason (rollout steps under Unknown are not)."""
+    if before is None or before.get("status") != after["status"]:
+        return True
+    return after["status"] == "False" and before.get("reason") != after["reason"]
 
 
 def failure_status(
