@@ -1,8 +1,8 @@
 """Shared pieces for the Kuscia integration tests: one emulator, one namespace and one operator per module.
 
 The operator runs as a real subprocess under its own ServiceAccount against the real control plane, and talks
-to the Kuscia emulator over mTLS with the emulator's client certificate and token. Import the fixtures into a
-test module with `from kuscia_fixtures import *` style re-exports (see the test modules).
+to the Kuscia emulator over mTLS with the emulator's client certificate and token. A test module imports the
+fixtures it uses by name (pytest finds fixtures among a module's globals) and lists them in `__all__`.
 """
 
 from __future__ import annotations

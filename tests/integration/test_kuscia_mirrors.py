@@ -329,7 +329,7 @@ def test_status_polling_is_one_batch_per_interval_per_kind(
     control_plane: ControlPlane, start_operator: Callable[..., OperatorProcess], tmp_path: Path
 ) -> None:
     """N mirrored jobs and M deployments cost ceil(N/100) + ceil(M/100) status calls per poll interval."""
-    jobs, deployments = 150, 30
+    jobs, deployments = 120, 20
     ns = f"scale-{int(time.time())}"
     control_plane.kubectl("create", "namespace", ns)
     # Emulated controllers frozen (one step per hour): nothing finishes unless the test moves time on.

@@ -16,6 +16,7 @@ from ..models.paddleservice import PaddleServiceSpec
 from .knative import DEFAULT_CPU, DEFAULT_MEMORY
 
 APPIMAGE_PORT_NAME = "service"
+BFIA_ROLES = ("arbiter", "host", "guest")
 
 
 def serving_id(name: str, spec: PaddleServiceSpec) -> str:
@@ -27,7 +28,9 @@ def unsupported_on_kuscia(spec: PaddleServiceSpec) -> list[str]:
     problems = []
     if spec.canary is not None:
         problems.append("spec.canary (Kuscia servings have no traffic split)")
-    if spec.canary_traffic_percent not in (None, 0, 100) or (spec.canary is None and spec.canary_traffic_percent):
+    if spec.canary_traffic_percent not in (None, 0, 100) or (
+        spec.canary is None and spec.canary_traffic_percent
+    ):
         problems.append("spec.canaryTrafficPercent (Kuscia servings have no traffic split)")
     if spec.accelerator is not None:
         problems.append("spec.accelerator (Kuscia's serving API requests only cpu and memory)")
@@ -39,17 +42,33 @@ def unsupported_on_kuscia(spec: PaddleServiceSpec) -> list[str]:
         if svc.min_scale == 0:
             problems.append("spec.service.minScale: 0 (Kuscia cannot scale a serving to zero)")
         knative_only = [
-            "autoscaler", "metric", "window", "panic_window", "panic_threshold", "max_scale", "target",
-            "target_utilization", "initial_scale", "scale_down_delay", "scale_to_zero_pod_retention_period",
-            "container_concurrency", "timeout_seconds", "rollout_duration",
+            "autoscaler",
+            "metric",
+            "window",
+            "panic_window",
+            "panic_threshold",
+            "max_scale",
+            "target",
+            "target_utilization",
+            "initial_scale",
+            "scale_down_delay",
+            "scale_to_zero_pod_retention_period",
+            "container_concurrency",
+            "timeout_seconds",
+            "rollout_duration",
         ]
         for field in knative_only:
             if getattr(svc, field) is not None:
-                alias = svc.model_fields[field].alias or field
+                alias = type(svc).model_fields[field].alias or field
                 problems.append(f"spec.service.{alias} (Knative autoscaling; Kuscia runs fixed replicas)")
-    for field, label in (("node_selector", "nodeSelector"), ("tolerations", "tolerations"), ("affinity", "affinity"),
-                         ("runtime_class_name", "runtimeClassName"), ("volumes", "volumes"),
-                         ("volume_mounts", "volumeMounts")):
+    for field, label in (
+        ("node_selector", "nodeSelector"),
+        ("tolerations", "tolerations"),
+        ("affinity", "affinity"),
+        ("runtime_class_name", "runtimeClassName"),
+        ("volumes", "volumes"),
+        ("volume_mounts", "volumeMounts"),
+    ):
         if getattr(spec, field):
             problems.append(f"spec.{label} (not part of Kuscia's serving API)")
     return problems
@@ -78,7 +97,13 @@ def build_appimage(owner_name: str, spec: PaddleServiceSpec) -> dict[str, Any]:
         "image": {"name": endpoint.container_image, "tag": endpoint.tag, "id": "", "sign": ""},
         "config_templates": {},
         "deploy_templates": [
-            {"name": "paddleserving", "role": "", "replicas": 1, "restart_policy": "Always", "containers": [container]}
+            {
+                "name": "paddleserving",
+                "role": "",
+                "replicas": 1,
+                "restart_policy": "Always",
+                "containers": [container],
+            }
         ],
     }
 
@@ -153,7 +178,11 @@ def deployment_create_request(name: str, spec: KusciaDeploymentSpec) -> dict[str
     parties = []
     for party in spec.parties:
         template = party.template
-        entry: dict[str, Any] = {"domain_id": party.domain_id, "role": party.role or "", "app_image": party.app_image_ref}
+        entry: dict[str, Any] = {
+            "domain_id": party.domain_id,
+            "role": party.role or "",
+            "app_image": party.app_image_ref,
+        }
         if template is not None and template.replicas is not None:
             entry["replicas"] = template.replicas
         strategy = (template.strategy if template else None) or {}
@@ -183,7 +212,12 @@ def deployment_create_request(name: str, spec: KusciaDeploymentSpec) -> dict[str
         if party.service_name_prefix:
             entry["service_name_prefix"] = party.service_name_prefix
         parties.append(entry)
-    return {"serving_id": name, "serving_input_config": spec.input_config, "initiator": spec.initiator, "parties": parties}
+    return {
+        "serving_id": name,
+        "serving_input_config": spec.input_config,
+        "initiator": spec.initiator,
+        "parties": parties,
+    }
 
 
 def job_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
@@ -195,13 +229,17 @@ def job_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
             res = party.resources
             if res is not None:
                 pick = {**(res.requests or {}), **(res.limits or {})}
-                resources = {k: str(pick[src]) for k, src in (("cpu", "cpu"), ("memory", "memory"),
-                                                               ("bandwidth", "kuscia.io/bandwidth")) if src in pick}
+                resources = {
+                    k: str(pick[src])
+                    for k, src in (("cpu", "cpu"), ("memory", "memory"), ("bandwidth", "kuscia.io/bandwidth"))
+                    if src in pick
+                }
                 if resources:
                     entry["resources"] = resources
             if party.bandwidth_limits:
                 entry["bandwidth_limits"] = [
-                    {"destination_id": b.destination_id, "limit_kbps": str(b.limit_k_bps)} for b in party.bandwidth_limits
+                    {"destination_id": b.destination_id, "limit_kbps": str(b.limit_k_bps)}
+                    for b in party.bandwidth_limits
                 ]
             parties.append(entry)
         item: dict[str, Any] = {
@@ -222,66 +260,116 @@ def job_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
                 "resource_reallocation_interval_seconds": sc.retry_interval_seconds or 0,
             }
         tasks.append(item)
-    return {"job_id": name, "initiator": spec.initiator, "max_parallelism": spec.max_parallelism or 1, "tasks": tasks}
+    return {
+        "job_id": name,
+        "initiator": spec.initiator,
+        "max_parallelism": spec.max_parallelism or 1,
+        "tasks": tasks,
+    }
 
 
 class InvalidBfiaTask(ValueError):
     pass
 
 
+def _bfia_config(task_alias: str, raw: str) -> dict[str, Any]:
+    try:
+        tic = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise InvalidBfiaTask(f"task {task_alias}: taskInputConfig is not JSON: {err.msg}") from err
+    if not isinstance(tic, dict):
+        raise InvalidBfiaTask(f"task {task_alias}: taskInputConfig must be a JSON object")
+    return tic
+
+
+def _bfia_roles(spec: KusciaJobSpec, configs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """config.role: the role map the tasks' configs carry (their task_params indexes point into it),
+    or, when none does, one built from the parties in order of appearance."""
+    roles: dict[str, list[str]] = {role: [] for role in BFIA_ROLES}
+    given = [tic["role"] for tic in configs if isinstance(tic.get("role"), dict)]
+    for task, tic in zip(spec.tasks, configs, strict=True):
+        if isinstance(tic.get("role"), dict) and tic["role"] != given[0]:
+            raise InvalidBfiaTask(f"task {task.alias}: every task must carry the same BFIA role map")
+    if given:
+        for role in BFIA_ROLES:
+            roles[role] = [str(node) for node in given[0].get(role) or []]
+        return roles
+    for task in spec.tasks:
+        for party in task.parties:
+            members = roles.get(party.role or "")
+            if members is None:
+                raise InvalidBfiaTask(
+                    f"task {task.alias}: BFIA party role must be host, guest or arbiter, not {party.role!r}"
+                )
+            if party.domain_id not in members:
+                members.append(party.domain_id)
+    return roles
+
+
 def bfia_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
     """The BFIA job-create body whose conversion by Kuscia (GenerateKusciaJobFrom) gives back this job.
 
     Each task's taskInputConfig is the BFIA component config Kuscia itself writes: name, module_name,
-    input, output, role and task_params narrowed to the component.
+    input, output, role, initiator and task_params narrowed to the component ({role: {index: params},
+    common: params}); here the narrowing is undone into the job's task_params, keyed by component name.
+    Parties listed on a task but absent from its task_params get an empty entry, so Kuscia derives them.
     """
+    configs = [_bfia_config(task.alias, task.task_input_config) for task in spec.tasks]
+    roles = _bfia_roles(spec, configs)
     components = []
-    roles: dict[str, list[str]] = {"arbiter": [], "host": [], "guest": []}
-    task_params: dict[str, Any] = {"host": {}, "arbiter": {}, "guest": {}, "common": {}}
-    initiator_role = ""
-    for task in spec.tasks:
-        try:
-            tic = json.loads(task.task_input_config)
-        except json.JSONDecodeError as err:
-            raise InvalidBfiaTask(f"task {task.alias}: taskInputConfig is not JSON: {err.msg}") from err
-        if not isinstance(tic, dict):
-            raise InvalidBfiaTask(f"task {task.alias}: taskInputConfig must be a JSON object")
-        component_name = tic.get("name") or task.alias
+    task_params: dict[str, Any] = {role: {} for role in BFIA_ROLES}
+    task_params["common"] = {}
+    initiator: dict[str, Any] = {}
+    for task, tic in zip(spec.tasks, configs, strict=True):
+        component = tic.get("name") or task.alias
         components.append(
             {
                 "code": task.app_image,
-                "name": component_name,
+                "name": component,
                 "module_name": tic.get("module_name", ""),
                 "version": tic.get("version", "v1.0.0"),
                 "input": tic.get("input") or [],
                 "output": tic.get("output") or [],
             }
         )
+        if not initiator and isinstance(tic.get("initiator"), dict):
+            initiator = tic["initiator"]
+        narrowed = tic.get("task_params") or {}
+        for role in BFIA_ROLES:
+            for index, params in (narrowed.get(role) or {}).items():
+                if not isinstance(params, dict):
+                    raise InvalidBfiaTask(f"task {task.alias}: task_params.{role}.{index} must be an object")
+                if not str(index).isdigit() or int(index) >= len(roles[role]):
+                    raise InvalidBfiaTask(
+                        f"task {task.alias}: task_params.{role}.{index} names no member of role {role}"
+                    )
+                task_params[role].setdefault(str(index), {})[component] = params
         for party in task.parties:
             role = party.role or ""
-            if role not in roles:
-                raise InvalidBfiaTask(f"task {task.alias}: BFIA party role must be host, guest or arbiter, not {role!r}")
-            if party.domain_id not in roles[role]:
-                roles[role].append(party.domain_id)
-            if party.domain_id == spec.initiator and not initiator_role:
-                initiator_role = role
-        params = tic.get("task_params") or {}
-        for role in ("host", "guest", "arbiter"):
-            for index, per_component in (params.get(role) or {}).items():
-                if isinstance(per_component, dict) and component_name in per_component:
-                    task_params[role].setdefault(str(index), {})[component_name] = per_component[component_name]
-        if component_name in (params.get("common") or {}):
-            task_params["common"][component_name] = params["common"][component_name]
+            if role not in BFIA_ROLES or party.domain_id not in roles[role]:
+                raise InvalidBfiaTask(
+                    f"task {task.alias}: party {party.domain_id} with role {role!r} is not in the BFIA role map"
+                )
+            index = str(roles[role].index(party.domain_id))
+            task_params[role].setdefault(index, {}).setdefault(component, {})
+        if "common" in narrowed:
+            task_params["common"][component] = narrowed["common"]
+    if not initiator:
+        role = next((r for r in ("guest", "host", "arbiter") if spec.initiator in roles[r]), "")
+        initiator = {"role": role, "node_id": spec.initiator}
     job_params = {role: {str(i): {} for i in range(len(ids))} for role, ids in roles.items() if ids}
     return {
         "job_id": name,
         "flow_id": spec.flow_id or "",
         "dag": {"version": "2.0.0", "components": components},
         "config": {
-            "role": roles,
-            "initiator": {"role": initiator_role, "node_id": spec.initiator},
+            "role": {role: ids for role, ids in roles.items() if ids},
+            "initiator": {
+                "role": initiator.get("role", ""),
+                "node_id": initiator.get("node_id") or spec.initiator,
+            },
             "job_params": job_params,
-            "task_params": task_params,
+            "task_params": {k: v for k, v in task_params.items() if v},
             "version": "2.0.0",
         },
     }

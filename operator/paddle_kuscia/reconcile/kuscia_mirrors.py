@@ -6,22 +6,30 @@ so the operator never fights Kuscia's own controllers inside a Kuscia cluster.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+import re
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from ..adapters.kube import KUSCIA_DEPLOYMENTS, KUSCIA_JOBS, Resource
-from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound, KusciaRejected
+from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
 from ..builders.compare import digest
-from ..builders.kuscia import InvalidBfiaTask, bfia_create_request, deployment_create_request, job_create_request
+from ..builders.kuscia import (
+    InvalidBfiaTask,
+    bfia_create_request,
+    deployment_create_request,
+    job_create_request,
+    update_request,
+)
 from ..models.base import KUSCIA_ID
 from ..models.kuscia import KusciaDeployment, KusciaJob
 from ..runtime.cache import Key, ObjectCache
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.kuscia_hub import NoKusciaConnection, describe
 from ..runtime.queue import RetryLater
-from ..status.kuscia import JOB_TERMINAL, MISSING, Problem, deployment_status, job_status
+from ..status.kuscia import JOB_TERMINAL, MISSING, UNSEEN, deployment_status, job_status
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -33,7 +41,9 @@ FINALIZER = "paddle-kuscia.io/kuscia-mirror"
 
 
 def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
-    return ctx.config.mirror_all or (body["metadata"].get("annotations") or {}).get(MIRROR_ANNOTATION) == "true"
+    return (
+        ctx.config.mirror_all or (body["metadata"].get("annotations") or {}).get(MIRROR_ANNOTATION) == "true"
+    )
 
 
 async def _prelude(
@@ -45,13 +55,19 @@ async def _prelude(
         return None
     meta = body["metadata"]
     if not _mirrored(ctx, body):
+        # Mirroring switched off: let go of the object; the remote serving or job stays as it is.
         ctx.kuscia.untrack(kind, key)
-        await remove_finalizer(ctx, resource, cache, body, FINALIZER)  # stop mirroring; the remote object stays
+        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
         return None
-    import re
-
     if not re.match(KUSCIA_ID, meta["name"]):
-        await _fail(ctx, resource, cache, body, "InvalidName", f"{meta['name']!r} is not a valid Kuscia id ({KUSCIA_ID}).")
+        await _fail(
+            ctx,
+            resource,
+            cache,
+            body,
+            "InvalidName",
+            f"{meta['name']!r} is not a valid Kuscia id ({KUSCIA_ID}).",
+        )
         return None
     try:
         parsed = model.model_validate(body)
@@ -68,16 +84,28 @@ async def _prelude(
     return body, parsed, conn
 
 
-async def _fail(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], reason: str,
-                message: str, ready: str = "False") -> None:
-    await write_status(ctx, resource, cache, body, failure_status(body, reason=reason, message=message, ready=ready))
+async def _fail(
+    ctx: Context,
+    resource: Resource,
+    cache: ObjectCache,
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    ready: str = "False",
+) -> None:
+    await write_status(
+        ctx, resource, cache, body, failure_status(body, reason=reason, message=message, ready=ready)
+    )
 
 
-async def _report(ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], err: KusciaError) -> None:
+async def _report(
+    ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], err: KusciaError
+) -> NoReturn:
+    """Say why in the status, then retry with the key's backoff (rejections included: they can depend on
+    state in Kuscia that changes without any change to our object)."""
     problem = describe(err)
     await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
-    if not isinstance(err, KusciaRejected):
-        raise RetryLater(str(err))
+    raise RetryLater(str(err))
 
 
 async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
@@ -93,7 +121,7 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
             await conn.client.delete_serving(name, missing_ok=True)
         except KusciaError as err:
             await _report(ctx, resource, cache, body, err)
-            return None
+        logger.info("Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s", *key)
         ctx.kuscia.untrack("kd", key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
         return None
@@ -103,30 +131,46 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
     wanted = digest(request)
     mirror = dict((body.get("status") or {}).get("mirror") or {})
     remote = ctx.kuscia.remote("kd", conn, name)
+    sent = False
     try:
         if not mirror.get("specHash") or remote == MISSING:
             try:
                 await conn.client.create_serving(request)
                 logger.info("Created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
             except KusciaAlreadyExists:
-                await conn.client.update_serving({k: request[k] for k in ("serving_id", "serving_input_config", "parties")})
-            remote = None
+                await conn.client.update_serving(update_request(request))
+                logger.info("Adopted existing Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
+            sent = True
         elif mirror["specHash"] != wanted:
             try:
-                await conn.client.update_serving({k: request[k] for k in ("serving_id", "serving_input_config", "parties")})
+                await conn.client.update_serving(update_request(request))
                 logger.info("Updated Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
             except KusciaNotFound:
                 await conn.client.create_serving(request)
-            remote = None
+                logger.info("Re-created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
+            sent = True
     except KusciaError as err:
         await _report(ctx, resource, cache, body, err)
-        return None
-    if remote is None:
+    if sent:
         ctx.kuscia.set_remote("kd", conn, name, None)
-    mirror = {"remoteId": name, "specHash": wanted, "submittedGeneration": meta.get("generation", 1), "connection": conn.url}
+        remote = None
+        mirror = {
+            "remoteId": name,
+            "specHash": wanted,
+            "submittedGeneration": meta.get("generation", 1),
+            "connection": conn.url,
+        }
+    elif remote is None:
+        remote = UNSEEN
     status = deployment_status(
-        name=name, generation=meta.get("generation", 1), previous=body.get("status"), detail=remote,
-        problem=conn.problem, mirror=mirror, spec_changed_after_submit=False, now=now_rfc3339(),
+        name=name,
+        generation=meta.get("generation", 1),
+        previous=body.get("status"),
+        detail=remote,
+        problem=conn.problem_for("kd"),
+        mirror=mirror,
+        spec_changed_after_submit=False,
+        now=now_rfc3339(),
     )
     await write_status(ctx, resource, cache, body, status)
     return None
@@ -146,14 +190,11 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
     if meta.get("deletionTimestamp"):
         try:
             if mirror.get("specHash") and status_now.get("phase") not in JOB_TERMINAL:
-                try:
+                with contextlib.suppress(KusciaNotFound):
                     await conn.client.stop_job(name, reason="KusciaJob deleted in Kubernetes")
-                except KusciaNotFound:
-                    pass
             await conn.client.delete_job(name, missing_ok=True)
         except KusciaError as err:
             await _report(ctx, resource, cache, body, err)
-            return None
         logger.info("Stopped and deleted Kuscia job namespace=%s name=%s", *key)
         ctx.kuscia.untrack("job", key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
@@ -167,14 +208,16 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
         await _fail(ctx, resource, cache, body, "InvalidSpec", str(err))
         return None
     wanted = digest(request)
-    ctx.kuscia.track("job", conn, name, key)
+    sent = False
     if not mirror.get("specHash"):
         try:
             if bfia:
                 await ctx.kuscia.bfia().create_job(request)
             else:
                 await conn.client.create_job(request)
-            logger.info("Submitted Kuscia job namespace=%s name=%s protocol=%s", *key, "bfia" if bfia else "kuscia")
+            logger.info(
+                "Submitted Kuscia job namespace=%s name=%s protocol=%s", *key, "bfia" if bfia else "kuscia"
+            )
         except KusciaAlreadyExists:
             logger.info("Adopted existing Kuscia job namespace=%s name=%s", *key)
         except NoKusciaConnection as err:
@@ -182,16 +225,33 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
             return None
         except KusciaError as err:
             await _report(ctx, resource, cache, body, err)
-            return None
-        mirror = {"remoteId": name, "specHash": wanted, "submittedGeneration": meta.get("generation", 1),
-                  "connection": conn.url}
+        mirror = {
+            "remoteId": name,
+            "specHash": wanted,
+            "submittedGeneration": meta.get("generation", 1),
+            "connection": conn.url,
+        }
+        sent = True
+    polled = True
+    if sent:
+        ctx.kuscia.track("job", conn, name, key)
         ctx.kuscia.set_remote("job", conn, name, None)
         remote = None
-    changed = mirror.get("specHash") != wanted
-    problem: Problem | None = conn.problem
+    elif remote is None and status_now.get("phase") in JOB_TERMINAL:
+        # Finished before this operator started: Kuscia has nothing new to say, so it is not polled.
+        ctx.kuscia.untrack("job", key)
+        remote, polled = UNSEEN, False
+    else:
+        ctx.kuscia.track("job", conn, name, key)
+        remote = UNSEEN if remote is None else remote
     status = job_status(
-        generation=meta.get("generation", 1), previous=body.get("status"), detail=remote, problem=problem,
-        mirror=mirror, spec_changed_after_submit=changed, now=now_rfc3339(),
+        generation=meta.get("generation", 1),
+        previous=body.get("status"),
+        detail=remote,
+        problem=conn.problem_for("job") if polled else None,
+        mirror=mirror,
+        spec_changed_after_submit=mirror.get("specHash") != wanted,
+        now=now_rfc3339(),
     )
     await write_status(ctx, resource, cache, body, status)
     return None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
-from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound, KusciaRejected
+from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
 from ..builders.compare import digest
 from ..builders.kuscia import (
     appimage_name,
@@ -22,7 +22,7 @@ from ..runtime.context import Context, now_rfc3339
 from ..runtime.kuscia_hub import Connection, NoKusciaConnection, describe
 from ..runtime.queue import RetryLater
 from ..status.conditions import Cond
-from ..status.kuscia import MISSING, Problem, paddleservice_kuscia_status
+from ..status.kuscia import MISSING, UNSEEN, Problem, paddleservice_kuscia_status
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -30,10 +30,16 @@ logger = logging.getLogger("paddle_kuscia")
 FINALIZER = "paddle-kuscia.io/kuscia-serving"
 
 
-async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any], ps: PaddleService) -> float | None:
+async def reconcile_kuscia_serving(
+    ctx: Context, key: Key, body: dict[str, Any], ps: PaddleService
+) -> float | None:
     meta = body["metadata"]
     spec = ps.spec
-    assert spec.kuscia is not None or meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or [])
+    assert (
+        spec.kuscia is not None
+        or meta.get("deletionTimestamp")
+        or FINALIZER in (meta.get("finalizers") or [])
+    )
     kuscia = spec.kuscia
     sid = serving_id(meta["name"], spec)
     hub = ctx.kuscia
@@ -63,10 +69,18 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
     problems = unsupported_on_kuscia(spec)
     if problems:
         message = "Not supported on the Kuscia backend: " + "; ".join(problems)
-        await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(
-            body, reason="UnsupportedOnKuscia", message=message,
-            extra=[Cond("KusciaServingReady", "False", "UnsupportedOnKuscia", message)],
-        ))
+        await write_status(
+            ctx,
+            PADDLESERVICES,
+            ctx.paddleservices,
+            body,
+            failure_status(
+                body,
+                reason="UnsupportedOnKuscia",
+                message=message,
+                extra=[Cond("KusciaServingReady", "False", "UnsupportedOnKuscia", message)],
+            ),
+        )
         return None
 
     body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
@@ -83,12 +97,23 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
             except KusciaAlreadyExists:
                 pass
             except KusciaError as err:
-                return await _kuscia_failed(ctx, body, err)
+                await _kuscia_failed(ctx, body, err)
 
     request = paddleservice_create_request(meta["name"], spec, app_image)
     wanted_hash = digest(request)
     applied_hash = previous_block.get("appliedHash")
+    old_id = previous_block.get("servingId")
+    if old_id and old_id != sid:  # spec.kuscia.servingId changed: the serving under the old id goes
+        try:
+            await conn.client.delete_serving(old_id, missing_ok=True)
+        except KusciaError as err:
+            await _kuscia_failed(ctx, body, err)
+        logger.info(
+            "Deleted Kuscia serving after an id change serving_id=%s namespace=%s name=%s", old_id, *key
+        )
+        applied_hash = None
     remote = hub.remote("ps", conn, sid)
+    sent = False
     try:
         if applied_hash is None or remote == MISSING:
             try:
@@ -97,8 +122,7 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
             except KusciaAlreadyExists:
                 await conn.client.update_serving(update_request(request))
                 logger.info("Adopted existing Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            hub.set_remote("ps", conn, sid, None)
-            remote = None
+            sent = True
         elif applied_hash != wanted_hash:
             try:
                 await conn.client.update_serving(update_request(request))
@@ -106,15 +130,25 @@ async def reconcile_kuscia_serving(ctx: Context, key: Key, body: dict[str, Any],
             except KusciaNotFound:
                 await conn.client.create_serving(request)
                 logger.info("Re-created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            hub.set_remote("ps", conn, sid, None)
-            remote = None
+            sent = True
     except KusciaError as err:
-        return await _kuscia_failed(ctx, body, err, applied_hash=applied_hash)
+        await _kuscia_failed(ctx, body, err)
+    if sent:
+        hub.set_remote("ps", conn, sid, None)
+        remote = None
+    elif remote is None:
+        remote = UNSEEN  # not polled since the operator started: the status written before still holds
 
     status = paddleservice_kuscia_status(
-        generation=meta.get("generation", 1), previous=body.get("status"), serving_id=sid,
-        initiator=kuscia.initiator, detail=remote, problem=conn.problem, applied_hash=wanted_hash,
-        app_image=app_image, now=now_rfc3339(),
+        generation=meta.get("generation", 1),
+        previous=body.get("status"),
+        serving_id=sid,
+        initiator=kuscia.initiator,
+        detail=remote,
+        problem=conn.problem_for("ps"),
+        applied_hash=wanted_hash,
+        app_image=app_image,
+        now=now_rfc3339(),
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
     return None
@@ -134,7 +168,9 @@ async def _drop_knative_service(ctx: Context, key: Key, uid: str) -> None:
         logger.info("Deleted Knative Service after the backend moved to Kuscia namespace=%s name=%s", *key)
 
 
-async def _switch_away(ctx: Context, key: Key, body: dict[str, Any], conn: Connection, remote_id: str) -> float | None:
+async def _switch_away(
+    ctx: Context, key: Key, body: dict[str, Any], conn: Connection, remote_id: str
+) -> float | None:
     try:
         await conn.client.delete_serving(remote_id, missing_ok=True)
     except KusciaError as err:
@@ -146,17 +182,19 @@ async def _switch_away(ctx: Context, key: Key, body: dict[str, Any], conn: Conne
     return None
 
 
-async def _kuscia_failed(ctx: Context, body: dict[str, Any], err: KusciaError, applied_hash: str | None = None) -> None:
-    problem = describe(err)
-    await _problem(ctx, body, problem)
-    if isinstance(err, KusciaRejected):
-        return None  # retrying the same request will not help; a spec change will queue it again
+async def _kuscia_failed(ctx: Context, body: dict[str, Any], err: KusciaError) -> NoReturn:
+    """Say why in the status, then retry with the key's backoff: even a rejection can depend on state in
+    Kuscia (a missing AppImage, a name still taken) that changes without any change to our object."""
+    await _problem(ctx, body, describe(err))
     raise RetryLater(str(err))
 
 
 async def _problem(ctx: Context, body: dict[str, Any], problem: Problem) -> None:
     status = failure_status(
-        body, reason=problem.reason, message=problem.message, ready=problem.status,
+        body,
+        reason=problem.reason,
+        message=problem.message,
+        ready=problem.status,
         extra=[Cond("KusciaServingReady", problem.status, problem.reason, problem.message)],
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)

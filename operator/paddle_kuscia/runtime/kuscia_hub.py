@@ -1,14 +1,16 @@
 """Kuscia connections and status polling shared by all Kuscia-backed objects.
 
 One pooled client per distinct connection (operator default or a per-object Secret). Status is polled with
-one batchQuery per poll interval per kind and connection (chunks of 100 ids), never one call per object;
-objects whose remote status changed are queued for reconcile.
+one batchQuery per poll interval per Kuscia kind (servings, jobs) and connection, in chunks of at most 100
+ids, never one call per object; objects whose remote status changed are queued for reconcile. A connection
+whose polls fail is polled less and less often (up to the operator's backoff limit) until it answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from ..adapters.kuscia import (
     KusciaCredentials,
     KusciaCredentialsError,
     KusciaError,
+    KusciaTLSError,
     KusciaUnavailable,
 )
 from ..status.kuscia import JOB_TERMINAL, MISSING, Problem
@@ -30,7 +33,12 @@ from .cache import Key
 logger = logging.getLogger("paddle_kuscia")
 
 KINDS = {"ps": "PaddleService", "kd": "KusciaDeployment", "job": "KusciaJob"}
+# The Kuscia status API each kind is polled through: PaddleServices and KusciaDeployments are both servings.
+ROUTES = {"serving": ("ps", "kd"), "job": ("job",)}
+ROUTE_OF = {kind: route for route, kinds in ROUTES.items() for kind in kinds}
 SECRET_TTL = 30.0
+# Seconds one Kuscia API attempt may take; a short value lets tests exercise timeouts quickly.
+TIMEOUT_ENV = "KUSCIA_API_TIMEOUT"
 
 
 class NoKusciaConnection(Exception):
@@ -42,21 +50,39 @@ class Connection:
     id: str
     url: str
     client: KusciaClient
-    problem: Problem | None = None
+    # status route -> why its last poll failed (None: it answered)
+    problems: dict[str, Problem | None] = field(default_factory=dict)
     # kind -> remote id -> keys of the objects mirrored onto it
     tracked: dict[str, dict[str, set[Key]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     # kind -> remote id -> last polled detail (dict) or MISSING
     remote: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    # status route -> consecutive failed polls, and the loop time before which it is not polled again
+    failures: dict[str, int] = field(default_factory=dict)
+    retry_at: dict[str, float] = field(default_factory=dict)
+
+    def problem_for(self, kind: str) -> Problem | None:
+        """What is wrong with polling the status of `kind` on this connection, if anything."""
+        return self.problems.get(ROUTE_OF[kind])
 
 
 def describe(err: Exception) -> Problem:
+    """The condition (status, reason, message) that tells a user why Kuscia could not do what we asked."""
     if isinstance(err, KusciaAuthError):
         return Problem("False", "KusciaAuthFailed", f"Kuscia refused our credentials: {err}")
+    if isinstance(err, KusciaTLSError):
+        return Problem("False", "KusciaTLSFailed", f"TLS with the Kuscia API failed: {err}")
     if isinstance(err, KusciaUnavailable):
         return Problem("Unknown", "KusciaUnavailable", f"Kuscia API unreachable or failing: {err}")
     if isinstance(err, KusciaError):
         return Problem("False", "KusciaRequestRejected", str(err))
     return Problem("Unknown", "KusciaUnavailable", f"{type(err).__name__}: {err}")
+
+
+def _unfinished(kind: str, seen: Any) -> bool:
+    """Whether polling can still tell us something: finished or vanished jobs never change again."""
+    if kind != "job":
+        return True
+    return seen != MISSING and not (isinstance(seen, dict) and seen.get("state") in JOB_TERMINAL)
 
 
 class KusciaHub:
@@ -68,6 +94,7 @@ class KusciaHub:
         self._task: asyncio.Task[None] | None = None
         self._bfia: BfiaClient | None = None
         self._by_key: dict[tuple[str, Key], tuple[str, str]] = {}  # (kind, key) -> (connection id, remote id)
+        self._timeout = float(os.environ.get(TIMEOUT_ENV) or 10.0)
         self.polls = 0
 
     # ---- connections ------------------------------------------------------------------------------
@@ -93,11 +120,15 @@ class KusciaHub:
         try:
             data = await self._ctx.kube.read_secret(namespace, name)
         except KubeError as err:
-            raise NoKusciaConnection(f"Cannot read the Kuscia connection Secret {namespace}/{name}: HTTP {err.status}") from None
+            raise NoKusciaConnection(
+                f"Cannot read the Kuscia connection Secret {namespace}/{name}: HTTP {err.status}"
+            ) from None
         try:
             creds = KusciaCredentials.from_mapping(data, default_url=self._ctx.config.kuscia_url)
         except KusciaCredentialsError as err:
-            raise NoKusciaConnection(f"The Kuscia connection Secret {namespace}/{name} is unusable: {err}") from None
+            raise NoKusciaConnection(
+                f"The Kuscia connection Secret {namespace}/{name} is unusable: {err}"
+            ) from None
         self._secrets[(namespace, name)] = (time.monotonic(), creds)
         return creds
 
@@ -106,7 +137,7 @@ class KusciaHub:
         conn_id = creds.fingerprint()[:16]
         conn = self._connections.get(conn_id)
         if conn is None:
-            client = KusciaClient(creds, on_call=metrics.on_kuscia_call)
+            client = KusciaClient(creds, timeout=self._timeout, on_call=metrics.on_kuscia_call)
             conn = self._connections[conn_id] = Connection(conn_id, creds.url, client)
         return conn
 
@@ -116,7 +147,9 @@ class KusciaHub:
             raise NoKusciaConnection("BFIA jobs need the operator flag --bfia-url.")
         if self._bfia is None:
             creds = self._default_credentials() if url.startswith("https://") else None
-            self._bfia = BfiaClient(url, credentials=creds, on_call=metrics.on_kuscia_call)
+            self._bfia = BfiaClient(
+                url, credentials=creds, timeout=self._timeout, on_call=metrics.on_kuscia_call
+            )
         return self._bfia
 
     # ---- tracking ----------------------------------------------------------------------------------
@@ -187,41 +220,63 @@ class KusciaHub:
                 logger.exception("Kuscia status poll failed")
 
     async def poll_once(self) -> None:
+        """One status round: every connection and status route at once, so a slow Kuscia delays only itself."""
         self.polls += 1
-        for conn in list(self._connections.values()):
-            await asyncio.gather(*(self._poll(conn, kind) for kind in KINDS))
-
-    async def _poll(self, conn: Connection, kind: str) -> None:
-        ids = sorted(
-            rid for rid in conn.tracked[kind]
-            if not (kind == "job" and isinstance(conn.remote[kind].get(rid), dict)
-                    and conn.remote[kind][rid].get("state") in JOB_TERMINAL)
+        await asyncio.gather(
+            *(self._poll(conn, route) for conn in list(self._connections.values()) for route in ROUTES)
         )
+
+    async def _poll(self, conn: Connection, route: str) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < conn.retry_at.get(route, 0.0):
+            return
+        due = {
+            kind: sorted(rid for rid in conn.tracked[kind] if _unfinished(kind, conn.remote[kind].get(rid)))
+            for kind in ROUTES[route]
+        }
+        ids = sorted({rid for kind_ids in due.values() for rid in kind_ids})
         if not ids:
             return
         try:
-            if kind == "job":
+            if route == "job":
                 found: dict[str, Any] = await conn.client.batch_query_job_status(ids)
             else:
                 found = await conn.client.batch_query_serving_status(ids)
         except KusciaError as err:
-            problem = describe(err)
-            if conn.problem != problem:
-                conn.problem = problem
-                logger.warning("Kuscia status poll failed url=%s reason=%s", conn.url, problem.reason)
-                self._enqueue_all(conn)
+            self._poll_failed(conn, route, err, loop.time())
             return
-        if conn.problem is not None:
-            conn.problem = None
-            logger.info("Kuscia API reachable again url=%s", conn.url)
-            self._enqueue_all(conn)
-        for rid in ids:
-            detail = found[rid] if rid in found else MISSING
-            if detail is None and rid in found:
-                detail = {"state": "Pending"}
-            if conn.remote[kind].get(rid) != detail:
-                conn.remote[kind][rid] = detail
-                self._enqueue(kind, conn.tracked[kind].get(rid, ()))
+        conn.failures.pop(route, None)
+        conn.retry_at.pop(route, None)
+        if conn.problems.get(route) is not None:
+            conn.problems[route] = None
+            logger.info("Kuscia status polls succeed again url=%s route=%s", conn.url, route)
+            self._enqueue_route(conn, route)
+        for kind, kind_ids in due.items():
+            for rid in kind_ids:
+                detail = found.get(rid, MISSING)
+                if detail is None:
+                    detail = {"state": "Pending"}  # Kuscia has the serving but no party status yet
+                if conn.remote[kind].get(rid) != detail:
+                    conn.remote[kind][rid] = detail
+                    self._enqueue(kind, conn.tracked[kind].get(rid, ()))
+
+    def _poll_failed(self, conn: Connection, route: str, err: KusciaError, now: float) -> None:
+        failures = conn.failures[route] = conn.failures.get(route, 0) + 1
+        cfg = self._ctx.config
+        delay = min(cfg.backoff_max, cfg.kuscia_poll_interval * 2 ** (failures - 1))
+        conn.retry_at[route] = now + delay
+        problem = describe(err)
+        before = conn.problems.get(route)
+        conn.problems[route] = problem
+        if before is None or (before.status, before.reason) != (problem.status, problem.reason):
+            logger.warning(
+                "Kuscia status poll failed url=%s route=%s reason=%s next_poll_in=%.1fs",
+                conn.url,
+                route,
+                problem.reason,
+                delay,
+            )
+            self._enqueue_route(conn, route)
 
     def _enqueue(self, kind: str, keys: Any) -> None:
         queue = self._ctx.queues.get(KINDS[kind])
@@ -229,7 +284,7 @@ class KusciaHub:
             if queue is not None:
                 queue.add(key)
 
-    def _enqueue_all(self, conn: Connection) -> None:
-        for kind, per_id in conn.tracked.items():
-            for keys in per_id.values():
+    def _enqueue_route(self, conn: Connection, route: str) -> None:
+        for kind in ROUTES[route]:
+            for keys in conn.tracked[kind].values():
                 self._enqueue(kind, keys)

@@ -1,7 +1,8 @@
 """Statuses from what Kuscia reports (ServingStatusDetail, JobStatusDetail), pure: `now` is a parameter.
 
-Remote state is one of: not yet known (None), missing (Kuscia does not know the id), or a detail dict
-in Kuscia's snake_case wire shape.
+Remote state is one of: not reported yet after we sent something (None), not polled since the operator
+started (UNSEEN: what the status already says still stands), missing (Kuscia does not know the id), or a
+detail dict in Kuscia's snake_case wire shape.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from .conditions import Cond, merge_conditions, summarize
 
 MISSING = "missing"
+UNSEEN = "unseen"
 
 SERVING_READY = {"Available"}
 SERVING_PROGRESSING = {"Pending", "Progressing", "PartialAvailable", "Unknown", ""}
@@ -34,13 +36,32 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def serving_condition(ctype: str, detail: dict[str, Any] | str | None, problem: Problem | None) -> Cond:
+def _previous_condition(previous: dict[str, Any], ctype: str) -> Cond | None:
+    for c in previous.get("conditions") or []:
+        if c.get("type") == ctype:
+            return Cond(ctype, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+    return None
+
+
+def serving_condition(
+    ctype: str,
+    detail: dict[str, Any] | str | None,
+    problem: Problem | None,
+    previous: dict[str, Any] | None = None,
+) -> Cond:
     if problem is not None:
         return Cond(ctype, problem.status, problem.reason, problem.message)
+    if detail == UNSEEN:
+        kept = _previous_condition(previous or {}, ctype)
+        if kept is not None:
+            return kept
+        detail = None
     if detail is None:
         return Cond(ctype, "Unknown", "Pending", "Waiting for Kuscia to report the serving's status.")
     if detail == MISSING:
-        return Cond(ctype, "Unknown", "ServingMissing", "Kuscia does not know the serving; creating it again.")
+        return Cond(
+            ctype, "Unknown", "ServingMissing", "Kuscia does not know the serving; creating it again."
+        )
     assert isinstance(detail, dict)
     state = detail.get("state") or "Pending"
     parties = f"{_int(detail.get('available_parties')) or 0}/{_int(detail.get('total_parties')) or 0} parties available"
@@ -54,7 +75,9 @@ def serving_condition(ctype: str, detail: dict[str, Any] | str | None, problem: 
 
 def _party_statuses(detail: dict[str, Any]) -> list[dict[str, Any]]:
     parties = []
-    for p in sorted(detail.get("party_statuses") or [], key=lambda p: (p.get("domain_id", ""), p.get("role", ""))):
+    for p in sorted(
+        detail.get("party_statuses") or [], key=lambda p: (p.get("domain_id", ""), p.get("role", ""))
+    ):
         entry: dict[str, Any] = {
             "domainId": p.get("domain_id", ""),
             "state": p.get("state", ""),
@@ -64,8 +87,14 @@ def _party_statuses(detail: dict[str, Any]) -> list[dict[str, Any]]:
         if p.get("role"):
             entry["role"] = p["role"]
         endpoints = sorted(
-            ({"portName": e.get("port_name", ""), "scope": e.get("scope", ""), "endpoint": e.get("endpoint", "")}
-             for e in p.get("endpoints") or []),
+            (
+                {
+                    "portName": e.get("port_name", ""),
+                    "scope": e.get("scope", ""),
+                    "endpoint": e.get("endpoint", ""),
+                }
+                for e in p.get("endpoints") or []
+            ),
             key=lambda e: (e["portName"], e["endpoint"]),
         )
         if endpoints:
@@ -100,7 +129,7 @@ def paddleservice_kuscia_status(
     now: str,
 ) -> dict[str, Any]:
     previous = previous or {}
-    serving = serving_condition("KusciaServingReady", detail, problem)
+    serving = serving_condition("KusciaServingReady", detail, problem, previous)
     ready = summarize([serving], ready_reason="Serving", ready_message="The Kuscia serving is available.")
     stale = {"DefaultEndpointReady", "CanaryEndpointReady", "RoutesReady"}
     kept = [c for c in previous.get("conditions") or [] if c.get("type") not in stale]
@@ -109,7 +138,10 @@ def paddleservice_kuscia_status(
         "conditions": merge_conditions(kept, [ready, serving], generation=generation, now=now),
     }
     block: dict[str, Any] = {"servingId": serving_id}
-    if isinstance(detail, dict):
+    if detail == UNSEEN:
+        observed = ("state", "reason", "message", "totalParties", "availableParties", "parties")
+        block.update({k: v for k, v in (previous.get("kuscia") or {}).items() if k in observed})
+    elif isinstance(detail, dict):
         block.update(
             {
                 "state": detail.get("state") or "Pending",
@@ -152,7 +184,9 @@ def deployment_status(
     status: dict[str, Any] = {}
     if isinstance(detail, dict):
         state = detail.get("state") or ""
-        status["phase"] = {"Pending": "Progressing", "Unknown": "Progressing"}.get(state, state) or "Progressing"
+        status["phase"] = {"Pending": "Progressing", "Unknown": "Progressing"}.get(
+            state, state
+        ) or "Progressing"
         status["totalParties"] = _int(detail.get("total_parties")) or 0
         status["availableParties"] = _int(detail.get("available_parties")) or 0
         if detail.get("reason"):
@@ -172,15 +206,22 @@ def deployment_status(
             }
         status["partyDeploymentStatuses"] = dict(sorted(per_domain.items()))
     else:
+        # Until Kuscia reports again, the last report stands (Kuscia's own KusciaDeployment keeps it too).
+        observed = ("phase", "reason", "message", "partyDeploymentStatuses") if detail != MISSING else ()
+        status.update({k: v for k, v in previous.items() if k in observed})
         status["totalParties"] = previous.get("totalParties", 0)
         status["availableParties"] = previous.get("availableParties", 0)
-    serving = serving_condition("Ready", detail, problem)
+    serving = serving_condition("Ready", detail, problem, previous)
     conditions = [serving]
     if spec_changed_after_submit:
-        conditions.append(Cond("SpecSynced", "False", "UpdatePending", "The spec changed; updating the Kuscia serving."))
+        conditions.append(
+            Cond("SpecSynced", "False", "UpdatePending", "The spec changed; updating the Kuscia serving.")
+        )
     status["conditions"] = merge_conditions(
-        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"], conditions,
-        generation=generation, now=now,
+        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"],
+        conditions,
+        generation=generation,
+        now=now,
     )
     status["observedGeneration"] = generation
     status["mirror"] = mirror
@@ -205,7 +246,10 @@ def job_status(
     if isinstance(detail, dict):
         state = detail.get("state") or "Pending"
         status["phase"] = state
-        tasks = {t.get("task_id") or t.get("alias", ""): t.get("state", "Pending") for t in detail.get("tasks") or []}
+        tasks = {
+            t.get("task_id") or t.get("alias", ""): t.get("state", "Pending")
+            for t in detail.get("tasks") or []
+        }
         if tasks:
             status["taskStatus"] = dict(sorted(tasks.items()))
         if detail.get("start_time"):
@@ -216,32 +260,55 @@ def job_status(
             status["message"] = detail["err_msg"]
             status["reason"] = "JobFailed" if state == "Failed" else "KusciaMessage"
     elif detail == MISSING:
-        status = {k: v for k, v in previous.items() if k in ("phase", "taskStatus", "startTime", "completionTime")}
+        status = {
+            k: v for k, v in previous.items() if k in ("phase", "taskStatus", "startTime", "completionTime")
+        }
+    elif detail == UNSEEN:
+        observed = ("phase", "taskStatus", "startTime", "completionTime", "reason", "message")
+        status = {k: v for k, v in previous.items() if k in observed}
+    kept = _previous_condition(previous, "Ready") if detail == UNSEEN else None
     if problem is not None:
         ready = Cond("Ready", problem.status, problem.reason, problem.message)
-    elif detail is None:
+    elif kept is not None:
+        ready = kept
+    elif detail is None or detail == UNSEEN:
         ready = Cond("Ready", "Unknown", "Submitted", "Waiting for Kuscia to report the job's status.")
     elif detail == MISSING and previous.get("phase") not in JOB_TERMINAL:
         ready = Cond("Ready", "False", "JobMissing", "Kuscia no longer knows this job.")
     elif detail == MISSING:
-        ready = Cond("Ready", "True" if previous.get("phase") == "Succeeded" else "False",
-                     previous.get("phase", "Unknown"), "Kuscia no longer keeps this finished job.")
+        ready = Cond(
+            "Ready",
+            "True" if previous.get("phase") == "Succeeded" else "False",
+            previous.get("phase", "Unknown"),
+            "Kuscia no longer keeps this finished job.",
+        )
     elif state == "Succeeded":
         ready = Cond("Ready", "True", "Succeeded", "The job succeeded.")
     elif state in JOB_TERMINAL:
-        ready = Cond("Ready", "False", state, (detail.get("err_msg") if isinstance(detail, dict) else "") or f"The job is {state}.")
+        ready = Cond(
+            "Ready",
+            "False",
+            state,
+            (detail.get("err_msg") if isinstance(detail, dict) else "") or f"The job is {state}.",
+        )
     else:
         ready = Cond("Ready", "Unknown", state or "Pending", f"The job is {state or 'Pending'}.")
     conditions = [ready]
     if spec_changed_after_submit:
         conditions.append(
-            Cond("SpecSynced", "False", "ImmutableAfterSubmit",
-                 "The spec changed after the job was submitted; Kuscia jobs cannot be changed. "
-                 "Delete and re-create the KusciaJob to run the new spec.")
+            Cond(
+                "SpecSynced",
+                "False",
+                "ImmutableAfterSubmit",
+                "The spec changed after the job was submitted; Kuscia jobs cannot be changed. "
+                "Delete and re-create the KusciaJob to run the new spec.",
+            )
         )
     status["conditions"] = merge_conditions(
-        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"], conditions,
-        generation=generation, now=now,
+        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"],
+        conditions,
+        generation=generation,
+        now=now,
     )
     status["observedGeneration"] = generation
     status["mirror"] = mirror
@@ -251,9 +318,12 @@ def job_status(
 
 def _keep_time(previous: dict[str, Any], status: dict[str, Any], now: str) -> str:
     """lastReconcileTime moves only when something else in the status moved (no churn for Argo CD)."""
+
     def strip(s: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in s.items() if k != "lastReconcileTime"}
-        out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []]
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
+        ]
         return out
 
     if previous.get("lastReconcileTime") and strip(previous) == strip(status):
