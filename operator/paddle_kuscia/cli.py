@@ -41,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg.kuscia_poll_interval = args.kuscia_poll_interval
     cfg.backoff_base = args.backoff_base
     cfg.backoff_max = args.backoff_max
+    if args.leader_elect:
+        cfg.leader_election_namespace = args.leader_election_namespace
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
@@ -62,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),
-        standalone=args.standalone,
+        standalone=args.standalone or args.leader_elect,
         priority=args.priority,
         peering_name=args.peering_name,
         liveness_endpoint=args.liveness,
@@ -90,15 +92,27 @@ def render_documents(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if ps.spec.effective_backend == Backend.KUSCIA:
                 problems = unsupported_on_kuscia(ps.spec)
                 if problems:
-                    raise ValueError(f"PaddleService {name}: not supported on the Kuscia backend: {'; '.join(problems)}")
+                    raise ValueError(
+                        f"PaddleService {name}: not supported on the Kuscia backend: {'; '.join(problems)}"
+                    )
                 image = None
                 if any(p.app_image is None for p in ps.spec.kuscia.parties):  # type: ignore[union-attr]
                     appimage = build_appimage(name, ps.spec)
                     image = appimage["name"]
                     out.append({"kuscia": "/api/v1/appimage/create", "body": appimage})
-                out.append({"kuscia": "/api/v1/serving/create", "body": paddleservice_create_request(name, ps.spec, image)})
+                out.append(
+                    {
+                        "kuscia": "/api/v1/serving/create",
+                        "body": paddleservice_create_request(name, ps.spec, image),
+                    }
+                )
                 continue
-            owner = Owner(name, namespace, meta.get("uid", "00000000-0000-0000-0000-000000000000"), meta.get("labels") or {})
+            owner = Owner(
+                name,
+                namespace,
+                meta.get("uid", "00000000-0000-0000-0000-000000000000"),
+                meta.get("labels") or {},
+            )
             names = [named_template(owner, ps.spec, ps.spec.default)[0]]
             if ps.spec.canary is not None:
                 names.append(named_template(owner, ps.spec, ps.spec.canary)[0])
@@ -110,7 +124,9 @@ def render_documents(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "KusciaJob":
             kj = KusciaJob.model_validate(doc)
             if (meta.get("annotations") or {}).get("paddle-kuscia.io/protocol") == "bfia":
-                out.append({"bfia": "/v1/interconn/schedule/job/create", "body": bfia_create_request(name, kj.spec)})
+                out.append(
+                    {"bfia": "/v1/interconn/schedule/job/create", "body": bfia_create_request(name, kj.spec)}
+                )
             else:
                 out.append({"kuscia": "/api/v1/job/create", "body": job_create_request(name, kj.spec)})
     return out
@@ -132,34 +148,57 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="paddle-kuscia", description="PaddleService on Knative or Kuscia; Kuscia mirrors.")
+    p = argparse.ArgumentParser(
+        prog="paddle-kuscia", description="PaddleService on Knative or Kuscia; Kuscia mirrors."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable; globs allowed)")
+    scope.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable; globs allowed)"
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("-v", "--verbose", action="store_true")
-    run.add_argument("--log-format", choices=["plain", "json"], default=os.environ.get("PADDLE_KUSCIA_LOG_FORMAT", "plain"))
-    run.add_argument("--standalone", action="store_true", help="no peering (a single instance)")
+    run.add_argument(
+        "--log-format", choices=["plain", "json"], default=os.environ.get("PADDLE_KUSCIA_LOG_FORMAT", "plain")
+    )
+    run.add_argument("--standalone", action="store_true", help="no kopf peering (a single instance)")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="HA: several instances, only the holder of a Lease reconciles (implies --standalone)",
+    )
+    run.add_argument(
+        "--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "paddle-kuscia-system")
+    )
     run.add_argument("--priority", type=int, default=None, help="peering priority (HA: the highest one acts)")
     run.add_argument("--peering-name", default=None)
-    run.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     run.add_argument("--metrics-port", type=int, default=None)
     run.add_argument("--metrics-address", default="0.0.0.0")
     run.add_argument("--workers", type=int, default=16, help="concurrent reconciles per kind")
     run.add_argument("--kuscia-url", default=os.environ.get("KUSCIA_API_URL"))
     run.add_argument("--kuscia-credentials-dir", default=os.environ.get("KUSCIA_CREDENTIALS_DIR"))
     run.add_argument("--bfia-url", default=os.environ.get("KUSCIA_BFIA_URL"))
-    run.add_argument("--mirror-kuscia-resources", action="store_true",
-                     help="mirror every KusciaJob/KusciaDeployment, not only annotated ones")
+    run.add_argument(
+        "--mirror-kuscia-resources",
+        action="store_true",
+        help="mirror every KusciaJob/KusciaDeployment, not only annotated ones",
+    )
     run.add_argument("--kuscia-poll-interval", type=float, default=10.0)
-    run.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay after a failed reconcile")
+    run.add_argument(
+        "--backoff-base", type=float, default=1.0, help="first retry delay after a failed reconcile"
+    )
     run.add_argument("--backoff-max", type=float, default=300.0)
     run.set_defaults(func=_run)
 
     render = sub.add_parser("render", help="print what the operator would apply, without a cluster")
-    render.add_argument("-f", "--filename", required=True, help="YAML file with PaddleService/Kuscia objects, or -")
+    render.add_argument(
+        "-f", "--filename", required=True, help="YAML file with PaddleService/Kuscia objects, or -"
+    )
     render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     render.set_defaults(func=_render)
     return p

@@ -127,7 +127,12 @@ def _resources(spec: PaddleServiceSpec) -> dict[str, dict[str, str]]:
         # Extended resources (GPUs, XPUs) cannot be overcommitted: requests must equal limits.
         for name in sorted((set(given_requests) | set(given_limits)) - {"cpu", "memory"}):
             req, lim = given_requests.get(name), given_limits.get(name)
-            if req is not None and lim is not None and parse_quantity(req) != parse_quantity(lim) and "/" in name:
+            if (
+                req is not None
+                and lim is not None
+                and parse_quantity(req) != parse_quantity(lim)
+                and "/" in name
+            ):
                 raise InvalidSpec(f"spec.resources.requests.{name}", f"must equal the limit {lim} for {name}")
             requests[name] = req if req is not None else lim  # type: ignore[assignment]
             limits[name] = lim if lim is not None else req  # type: ignore[assignment]
@@ -180,7 +185,9 @@ def revision_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointS
 
     svc = spec.service
     pod: dict[str, Any] = {
-        "containerConcurrency": (svc.container_concurrency if svc and svc.container_concurrency is not None else 0),
+        "containerConcurrency": (
+            svc.container_concurrency if svc and svc.container_concurrency is not None else 0
+        ),
         "timeoutSeconds": (svc.timeout_seconds if svc and svc.timeout_seconds else DEFAULT_TIMEOUT_SECONDS),
         "enableServiceLinks": False,  # Knative's own default; written so the template never drifts
         "containers": [container],
@@ -209,7 +216,9 @@ def revision_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointS
     }
 
 
-def named_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointSpec) -> tuple[str, dict[str, Any]]:
+def named_template(
+    owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointSpec
+) -> tuple[str, dict[str, Any]]:
     template = revision_template(owner, spec, endpoint)
     name = revision_name(knative_service_name(owner.name), template)
     return name, {"metadata": {"name": name, **template["metadata"]}, "spec": template["spec"]}
@@ -281,7 +290,10 @@ def plan_rollout(owner: Owner, spec: PaddleServiceSpec, observed: KnativeObserva
     # The default is ready, the canary is still being built: keep the old canary (if ready) meanwhile.
     traffic = [_target(default_name, 100, TAG_DEFAULT)]
     if serving_canary is not None and obs.known_ready(serving_canary):
-        traffic = [_target(default_name, 100 - percent, TAG_DEFAULT), _target(serving_canary, percent, TAG_CANARY)]
+        traffic = [
+            _target(default_name, 100 - percent, TAG_DEFAULT),
+            _target(serving_canary, percent, TAG_CANARY),
+        ]
     assert canary_tpl is not None
     return Rollout(canary_tpl, traffic, default_name, canary_name, False)
 
@@ -338,11 +350,11 @@ def knative_warnings(spec: PaddleServiceSpec) -> list[str]:
     warnings = []
     svc = spec.service
     min_scale = svc.min_scale if svc and svc.min_scale is not None else 0
-    if spec.accelerator is not None and min_scale == 0:
-        if not (svc and (svc.scale_to_zero_pod_retention_period or svc.initial_scale)):
-            warnings.append(
-                f"Scale to zero is on (service.minScale 0) with an accelerator ({accelerator_resource(spec)}): "
-                "each cold start waits for a GPU/XPU node and model load. Set service.minScale >= 1, or "
-                "service.scaleToZeroPodRetentionPeriod / service.initialScale to soften cold starts."
-            )
+    softened = svc is not None and bool(svc.scale_to_zero_pod_retention_period or svc.initial_scale)
+    if spec.accelerator is not None and min_scale == 0 and not softened:
+        warnings.append(
+            f"Scale to zero is on (service.minScale 0) with an accelerator ({accelerator_resource(spec)}): "
+            "each cold start waits for a GPU/XPU node and model load. Set service.minScale >= 1, or "
+            "service.scaleToZeroPodRetentionPeriod / service.initialScale to soften cold starts."
+        )
     return warnings

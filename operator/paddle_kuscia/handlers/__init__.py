@@ -6,6 +6,7 @@ annotations): the operator writes status, its own finalizer and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..runtime import metrics
 from ..runtime.cache import Key, ObjectCache, key_of
 from ..runtime.context import Config, Context
 from ..runtime.kuscia_hub import KusciaHub
+from ..runtime.leader import LeaderElector
 from ..runtime.queue import WorkQueue
 
 logger = logging.getLogger("paddle_kuscia")
@@ -43,7 +45,10 @@ def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return True
     a, b = old.get("metadata", {}), new.get("metadata", {})
-    return any(a.get(k) != b.get(k) for k in ("generation", "deletionTimestamp", "finalizers", "labels", "annotations", "uid"))
+    return any(
+        a.get(k) != b.get(k)
+        for k in ("generation", "deletionTimestamp", "finalizers", "labels", "annotations", "uid")
+    )
 
 
 async def _prime(ctx: Context) -> None:
@@ -81,19 +86,38 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         async def run(key: Any) -> float | None:
             return await fn(ctx, key)
 
-        q = WorkQueue(
-            kind, run, workers=CONFIG.workers, base_delay=CONFIG.backoff_base, max_delay=CONFIG.backoff_max,
+        return WorkQueue(
+            kind,
+            run,
+            workers=CONFIG.workers,
+            base_delay=CONFIG.backoff_base,
+            max_delay=CONFIG.backoff_max,
             on_result=lambda name, outcome, secs: metrics.on_reconcile(name, outcome, secs),
         )
-        q.start()
-        return q
 
     ctx.queues["PaddleService"] = queue("PaddleService", reconcile_paddleservice)
     ctx.queues["KusciaDeployment"] = queue("KusciaDeployment", reconcile_kuscia_deployment)
     ctx.queues["KusciaJob"] = queue("KusciaJob", reconcile_kuscia_job)
-    ctx.kuscia.start()
     _ctx = ctx
-    logger.info("Started paddle-kuscia operator workers=%s", CONFIG.workers)
+
+    def act() -> None:
+        for q in ctx.queues.values():
+            q.start()
+        ctx.kuscia.start()
+        logger.info("Started paddle-kuscia operator workers=%s", CONFIG.workers)
+
+    if CONFIG.leader_election_namespace:
+        elector = LeaderElector(kube, namespace=CONFIG.leader_election_namespace)
+        ctx.tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
+
+        async def act_when_leading() -> None:
+            await elector.leading.wait()
+            act()
+
+        ctx.tasks.append(asyncio.create_task(act_when_leading(), name="act-when-leading"))
+        logger.info("Waiting to become the leader identity=%s", elector.identity)
+    else:
+        act()
 
 
 @kopf.on.cleanup()
@@ -102,6 +126,8 @@ async def cleanup(**_: Any) -> None:
     ctx, _ctx = _ctx, None
     if ctx is None:
         return
+    for task in ctx.tasks:
+        task.cancel()
     for q in ctx.queues.values():
         await q.stop()
     await ctx.kuscia.stop()

@@ -14,9 +14,24 @@ from pydantic import BaseModel
 from . import kuscia, paddleservice
 
 _KEEP = {
-    "type", "format", "description", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
-    "minItems", "maxItems", "items", "properties", "required", "additionalProperties", "default",
-    "exclusiveMinimum", "exclusiveMaximum",
+    "type",
+    "format",
+    "description",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "items",
+    "properties",
+    "required",
+    "additionalProperties",
+    "default",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
 }
 
 
@@ -101,15 +116,25 @@ def _object_schema(spec_model: type[BaseModel], status_model: type[BaseModel]) -
 
 
 def _crd(
-    *, group: str, version: str, kind: str, plural: str, short: list[str], categories: list[str],
-    schema: dict[str, Any], columns: list[dict[str, Any]],
+    *,
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    short: list[str],
+    categories: list[str],
+    schema: dict[str, Any],
+    columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{group}",
-            "labels": {"app.kubernetes.io/name": "paddle-kuscia-operator", "app.kubernetes.io/part-of": "paddle-kuscia"},
+            "labels": {
+                "app.kubernetes.io/name": "paddle-kuscia-operator",
+                "app.kubernetes.io/part-of": "paddle-kuscia",
+            },
         },
         "spec": {
             "group": group,
@@ -139,20 +164,32 @@ def _crd(
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD object, for every kind this operator serves."""
     ps = _crd(
-        group=paddleservice.GROUP, version=paddleservice.VERSION, kind=paddleservice.KIND,
-        plural=paddleservice.PLURAL, short=["ps"], categories=["all", "paddle"],
+        group=paddleservice.GROUP,
+        version=paddleservice.VERSION,
+        kind=paddleservice.KIND,
+        plural=paddleservice.PLURAL,
+        short=["ps"],
+        categories=["all", "paddle"],
         schema=_object_schema(paddleservice.PaddleServiceSpec, paddleservice.PaddleServiceStatus),
         columns=paddleservice.PRINTER_COLUMNS,
     )
     kd = _crd(
-        group=kuscia.GROUP, version=kuscia.VERSION, kind="KusciaDeployment", plural="kusciadeployments",
-        short=["kd"], categories=["kuscia"],
+        group=kuscia.GROUP,
+        version=kuscia.VERSION,
+        kind="KusciaDeployment",
+        plural="kusciadeployments",
+        short=["kd"],
+        categories=["kuscia"],
         schema=_object_schema(kuscia.KusciaDeploymentSpec, kuscia.KusciaDeploymentStatus),
         columns=kuscia.KD_PRINTER_COLUMNS,
     )
     kj = _crd(
-        group=kuscia.GROUP, version=kuscia.VERSION, kind="KusciaJob", plural="kusciajobs",
-        short=["kj"], categories=["kuscia"],
+        group=kuscia.GROUP,
+        version=kuscia.VERSION,
+        kind="KusciaJob",
+        plural="kusciajobs",
+        short=["kj"],
+        categories=["kuscia"],
         schema=_object_schema(kuscia.KusciaJobSpec, kuscia.KusciaJobStatus),
         columns=kuscia.KJ_PRINTER_COLUMNS,
     )

@@ -46,7 +46,9 @@ class KusciaDeploymentParty(WireModel):
 
 class KusciaDeploymentSpec(WireModel):
     initiator: str = Field(min_length=1, pattern=KUSCIA_ID)
-    input_config: str = Field(description="For serving: SecretFlow Serving's serving_input_config JSON string.")
+    input_config: str = Field(
+        description="For serving: SecretFlow Serving's serving_input_config JSON string."
+    )
     parties: list[KusciaDeploymentParty] = Field(min_length=1)
 
 
@@ -69,7 +71,8 @@ class KusciaDeploymentStatus(WireModel):
     last_reconcile_time: str | None = None
     observed_generation: int | None = None
     conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     mirror: MirrorStatus | None = None
 
@@ -110,7 +113,9 @@ class KusciaTaskTemplate(WireModel):
     dependencies: list[str] | None = None
     tolerable: bool | None = None
     app_image: str = Field(min_length=1)
-    task_input_config: str = Field(description="JSON string given to the task (BFIA: the component's config).")
+    task_input_config: str = Field(
+        description="JSON string given to the task (BFIA: the component's config)."
+    )
     schedule_config: ScheduleConfig | None = None
     priority: int | None = None
     parties: list[JobParty] = Field(min_length=1, max_length=32)
@@ -141,7 +146,8 @@ class KusciaJobStatus(WireModel):
     approve_status: dict[str, str] | None = None
     stage_status: dict[str, str] | None = None
     conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     reason: str | None = None
     message: str | None = None

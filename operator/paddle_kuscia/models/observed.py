@@ -71,7 +71,12 @@ class KnativeObservation:
         if state is not None and state.has_failed:
             return state.ready
         cfg = self.conditions.get("ConfigurationsReady")
-        if revision == self.latest_created and revision != self.latest_ready and cfg and cfg.status == "False":
+        if (
+            revision == self.latest_created
+            and revision != self.latest_ready
+            and cfg
+            and cfg.status == "False"
+        ):
             return cfg
         return None
 
@@ -80,7 +85,9 @@ def parse_conditions(status: dict[str, Any] | None) -> dict[str, ConditionState]
     out: dict[str, ConditionState] = {}
     for c in (status or {}).get("conditions") or []:
         if "type" in c:
-            out[c["type"]] = ConditionState(c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+            out[c["type"]] = ConditionState(
+                c.get("status", "Unknown"), c.get("reason", ""), c.get("message", "")
+            )
     return out
 
 
@@ -94,7 +101,9 @@ def parse_revision(obj: dict[str, Any]) -> RevisionState:
     )
 
 
-def parse_knative_service(obj: dict[str, Any], revisions: dict[str, RevisionState] | None = None) -> KnativeObservation:
+def parse_knative_service(
+    obj: dict[str, Any], revisions: dict[str, RevisionState] | None = None
+) -> KnativeObservation:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     return KnativeObservation(

@@ -35,18 +35,24 @@ class AcceleratorType(StrEnum):
 class EndpointSpec(WireModel):
     """One variant (default or canary): ElasticServing's EndpointSpec."""
 
-    container_image: str = Field(min_length=1, max_length=512, description="Image repository, without the tag.")
-    tag: Annotated[str, Field(min_length=1, max_length=256, description="Image tag; the image is `containerImage:tag`.")]
+    container_image: str = Field(
+        min_length=1, max_length=512, description="Image repository, without the tag."
+    )
+    tag: Annotated[
+        str, Field(min_length=1, max_length=256, description="Image tag; the image is `containerImage:tag`.")
+    ]
     port: int = Field(ge=1, le=65535, description="Port the model server listens on.")
-    arg: str | None = Field(default=None, max_length=65536, description="Command run as `/bin/bash -c <arg>`.")
+    arg: str | None = Field(
+        default=None, max_length=65536, description="Command run as `/bin/bash -c <arg>`."
+    )
 
 
 class ServiceSpec(WireModel):
     """Knative autoscaling knobs; ElasticServing's defaults are applied by the builder, not stored."""
 
-    autoscaler: (
-        Literal["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev", "kpa", "hpa"] | None
-    ) = Field(default=None, description="Autoscaler class (`kpa`/`hpa` accepted as short forms).")
+    autoscaler: Literal["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev", "kpa", "hpa"] | None = (
+        Field(default=None, description="Autoscaler class (`kpa`/`hpa` accepted as short forms).")
+    )
     metric: Literal["concurrency", "rps", "cpu", "memory"] | None = Field(default=None)
     window: str | None = Field(default=None, pattern=DURATION, description="Stable window, e.g. 60s.")
     panic_window: int | str | None = Field(
@@ -67,7 +73,10 @@ class ServiceSpec(WireModel):
     scale_down_delay: str | None = Field(default=None, pattern=DURATION)
     scale_to_zero_pod_retention_period: str | None = Field(default=None, pattern=DURATION)
     container_concurrency: int | None = Field(
-        default=None, ge=0, le=1000, description="Hard limit of concurrent requests per replica (0 = unlimited)."
+        default=None,
+        ge=0,
+        le=1000,
+        description="Hard limit of concurrent requests per replica (0 = unlimited).",
     )
     timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
     rollout_duration: str | None = Field(default=None, pattern=DURATION_OR_SECONDS)
@@ -142,7 +151,9 @@ class UpdateStrategy(WireModel):
 class KusciaParty(WireModel):
     domain_id: str = Field(min_length=1, max_length=63, pattern=KUSCIA_ID)
     app_image: str | None = Field(
-        default=None, max_length=253, pattern=KUSCIA_ID,
+        default=None,
+        max_length=253,
+        pattern=KUSCIA_ID,
         description="Kuscia AppImage; when empty the operator registers one built from spec.default.",
     )
     role: str | None = Field(default=None, max_length=63)
@@ -155,7 +166,10 @@ class KusciaServingSpec(WireModel):
     """Where and how the service runs on Kuscia (spec.backend: kuscia)."""
 
     serving_id: str | None = Field(
-        default=None, max_length=63, pattern=KUSCIA_ID, description="Kuscia serving id (default: the object name)."
+        default=None,
+        max_length=63,
+        pattern=KUSCIA_ID,
+        description="Kuscia serving id (default: the object name).",
     )
     initiator: str = Field(min_length=1, max_length=63, pattern=KUSCIA_ID)
     parties: list[KusciaParty] = Field(min_length=1, max_length=32)
@@ -166,7 +180,9 @@ class KusciaServingSpec(WireModel):
     )
     affinity_mode: Literal["none", "affinity", "anti-affinity"] | None = None
     connection_secret: str | None = Field(
-        default=None, max_length=253, pattern=DNS1123_LABEL,
+        default=None,
+        max_length=253,
+        pattern=DNS1123_LABEL,
         description="Secret in this namespace with ca.crt, tls.crt, tls.key, token and optional url.",
     )
 
@@ -185,9 +201,13 @@ class KusciaServingSpec(WireModel):
 
 class PaddleServiceSpec(WireModel):
     # ElasticServing's fields, same names and meaning.
-    runtime_version: str | None = Field(default=None, max_length=253, description="Version label of the runtime.")
+    runtime_version: str | None = Field(
+        default=None, max_length=253, description="Version label of the runtime."
+    )
     resources: ResourceRequirements | None = None
-    default: EndpointSpec = Field(description="The variant that receives 100 - canaryTrafficPercent of traffic.")
+    default: EndpointSpec = Field(
+        description="The variant that receives 100 - canaryTrafficPercent of traffic."
+    )
     canary: EndpointSpec | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
     service: ServiceSpec | None = None
@@ -274,7 +294,8 @@ class KusciaServingStatus(WireModel):
 class PaddleServiceStatus(WireModel):
     observed_generation: int | None = None
     conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     url: str | None = None
     address: Addressable | None = None

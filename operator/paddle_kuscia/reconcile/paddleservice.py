@@ -39,7 +39,10 @@ def observe(ctx: Context, key: Key, live: dict[str, Any] | None) -> KnativeObser
 
 
 def owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in obj["metadata"].get("ownerReferences") or []
+    )
 
 
 async def reconcile_paddleservice(ctx: Context, key: Key) -> float | None:
@@ -74,7 +77,9 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     live = ctx.knative_services.get(key)
     if live is not None and not owned_by(live, owner.uid):
         await _fail(
-            ctx, body, "KnativeServiceConflict",
+            ctx,
+            body,
+            "KnativeServiceConflict",
             f"A Knative Service named {owner.name} already exists and is not owned by this PaddleService; "
             "rename one of them.",
         )
@@ -92,20 +97,37 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
         try:
             applied = await ctx.kube.apply(KNATIVE_SERVICES, desired, field_manager=FIELD_MANAGER)
         except Invalid as err:
-            await _fail(ctx, body, "KnativeServiceRejected", f"The API server refused the Knative Service: {err.message}")
+            await _fail(
+                ctx,
+                body,
+                "KnativeServiceRejected",
+                f"The API server refused the Knative Service: {err.message}",
+            )
             return None
         except KubeError as err:
-            await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(
-                body, reason="KnativeServiceApplyFailed", ready="Unknown",
-                message=f"Applying the Knative Service failed; retrying with backoff: {err.message}",
-            ))
+            await write_status(
+                ctx,
+                PADDLESERVICES,
+                ctx.paddleservices,
+                body,
+                failure_status(
+                    body,
+                    reason="KnativeServiceApplyFailed",
+                    ready="Unknown",
+                    message=f"Applying the Knative Service failed; retrying with backoff: {err.message}",
+                ),
+            )
             raise RetryLater(f"applying the Knative Service failed: {err}") from err
         ctx.knative_services.store(applied)
         live = ctx.knative_services.get(key)
         observed = observe(ctx, key, live)
         logger.info(
             "Applied Knative Service namespace=%s name=%s generation=%s changed=%s template=%s traffic=%s",
-            owner.namespace, owner.name, generation, why, rollout.template["metadata"]["name"],
+            owner.namespace,
+            owner.name,
+            generation,
+            why,
+            rollout.template["metadata"]["name"],
             ",".join(f"{t['tag']}:{t['revisionName']}={t['percent']}" for t in rollout.traffic),
         )
 
@@ -123,7 +145,9 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     return None
 
 
-async def _warn_once(ctx: Context, key: Key, body: dict[str, Any], generation: int, warnings: list[str]) -> None:
+async def _warn_once(
+    ctx: Context, key: Key, body: dict[str, Any], generation: int, warnings: list[str]
+) -> None:
     if not warnings or ctx.warned.get(key) == generation:
         return
     ctx.warned[key] = generation
@@ -134,6 +158,11 @@ async def _warn_once(ctx: Context, key: Key, body: dict[str, Any], generation: i
 async def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
     logger.warning(
         "Refused PaddleService namespace=%s name=%s reason=%s message=%s",
-        body["metadata"]["namespace"], body["metadata"]["name"], reason, message,
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+        reason,
+        message,
     )
-    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(body, reason=reason, message=message))
+    await write_status(
+        ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(body, reason=reason, message=message)
+    )

@@ -23,6 +23,7 @@ class Config:
     kuscia_poll_interval: float = 10.0
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    leader_election_namespace: str | None = None  # set: only the holder of the Lease reconciles
 
 
 def now_rfc3339() -> str:
@@ -38,8 +39,12 @@ def slim_revision(obj: dict[str, Any]) -> dict[str, Any]:
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
             "resourceVersion": meta.get("resourceVersion"),
-            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k.startswith("serving.knative.dev/")
-                       or k == "elasticserving.paddlepaddle.org/paddleservice"},
+            "labels": {
+                k: v
+                for k, v in (meta.get("labels") or {}).items()
+                if k.startswith("serving.knative.dev/")
+                or k == "elasticserving.paddlepaddle.org/paddleservice"
+            },
         },
         "status": {
             "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
@@ -62,8 +67,17 @@ def slim_knative_service(obj: dict[str, Any]) -> dict[str, Any]:
         "kind": obj.get("kind"),
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations",
-                      "ownerReferences", "deletionTimestamp")
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "resourceVersion",
+                "generation",
+                "labels",
+                "annotations",
+                "ownerReferences",
+                "deletionTimestamp",
+            )
             if k in meta
         },
         "spec": obj.get("spec") or {},
@@ -84,3 +98,4 @@ class Context:
     warned: dict[tuple[str, str], int] = field(default_factory=dict)
     queues: dict[str, Any] = field(default_factory=dict)
     kuscia: Any = None  # KusciaHub, when a Kuscia connection is configured or objects need one
+    tasks: list[Any] = field(default_factory=list)

@@ -125,7 +125,13 @@ class WorkQueue:
             except RetryLater as err:
                 outcome = "retry"
                 delay = self.backoff(key)
-                logger.info("Reconcile will be retried queue=%s key=%s delay=%.1fs reason=%s", self.name, key, delay, err)
+                logger.info(
+                    "Reconcile will be retried queue=%s key=%s delay=%.1fs reason=%s",
+                    self.name,
+                    key,
+                    delay,
+                    err,
+                )
                 self.add_after(key, delay)
             except Exception:
                 outcome = "error"
