@@ -227,10 +227,15 @@ def test_deletion_deletes_the_serving_then_releases_the_finalizer(
     wait_gone(control_plane, PS, "ps-delete", ns)
     assert "ps-delete" not in kuscia.servings
 
-    # Already gone in Kuscia: "not found" counts as deleted.
+    # Already gone in Kuscia: "not found" counts as deleted. (Creates are refused meanwhile, so a status
+    # poll noticing the vanished serving cannot bring it back before the deletion.)
+    kuscia.inject("serving/create", "code", count=None, code=11100, message="not in this test")
     kuscia.remove_serving("ps-delete-gone")
+    kuscia.reset_stats()
     control_plane.kubectl("delete", PS, "ps-delete-gone", "-n", ns, "--wait=false")
     wait_gone(control_plane, PS, "ps-delete-gone", ns)
+    assert kuscia.calls("serving/delete") >= 1
+    assert "ps-delete-gone" not in kuscia.servings
 
 
 @pytest.mark.usefixtures("clean_kuscia", "kuscia_operator")
