@@ -249,7 +249,7 @@ class KusciaHub:
         conn.retry_at.pop(route, None)
         if conn.problems.get(route) is not None:
             conn.problems[route] = None
-            logger.info("Kuscia status polls succeed again url=%s route=%s", conn.url, route)
+            logger.info("Kuscia status poll succeeded again url=%s route=%s", conn.url, route)
             self._enqueue_route(conn, route)
         for kind, kind_ids in due.items():
             for rid in kind_ids:
