@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg.bfia_url = args.bfia_url
     cfg.mirror_all = args.mirror_kuscia_resources
     cfg.kuscia_poll_interval = args.kuscia_poll_interval
+    cfg.kuscia_timeout = args.kuscia_timeout
     cfg.backoff_base = args.backoff_base
     cfg.backoff_max = args.backoff_max
     if args.leader_elect:
@@ -189,6 +190,12 @@ def parser() -> argparse.ArgumentParser:
         help="mirror every KusciaJob/KusciaDeployment, not only annotated ones",
     )
     run.add_argument("--kuscia-poll-interval", type=float, default=10.0)
+    run.add_argument(
+        "--kuscia-timeout",
+        type=float,
+        default=float(os.environ.get("KUSCIA_API_TIMEOUT") or 10.0),
+        help="seconds one Kuscia API attempt may take (KUSCIA_API_TIMEOUT)",
+    )
     run.add_argument(
         "--backoff-base", type=float, default=1.0, help="first retry delay after a failed reconcile"
     )

@@ -21,6 +21,7 @@ class Config:
     bfia_url: str | None = None
     mirror_all: bool = False
     kuscia_poll_interval: float = 10.0
+    kuscia_timeout: float = 10.0  # seconds one Kuscia API attempt may take
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     leader_election_namespace: str | None = None  # set: only the holder of the Lease reconciles

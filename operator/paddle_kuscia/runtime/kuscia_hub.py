@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +36,6 @@ KINDS = {"ps": "PaddleService", "kd": "KusciaDeployment", "job": "KusciaJob"}
 ROUTES = {"serving": ("ps", "kd"), "job": ("job",)}
 ROUTE_OF = {kind: route for route, kinds in ROUTES.items() for kind in kinds}
 SECRET_TTL = 30.0
-# Seconds one Kuscia API attempt may take; a short value lets tests exercise timeouts quickly.
-TIMEOUT_ENV = "KUSCIA_API_TIMEOUT"
 
 
 class NoKusciaConnection(Exception):
@@ -94,7 +91,7 @@ class KusciaHub:
         self._task: asyncio.Task[None] | None = None
         self._bfia: BfiaClient | None = None
         self._by_key: dict[tuple[str, Key], tuple[str, str]] = {}  # (kind, key) -> (connection id, remote id)
-        self._timeout = float(os.environ.get(TIMEOUT_ENV) or 10.0)
+        self._timeout = ctx.config.kuscia_timeout
         self.polls = 0
 
     # ---- connections ------------------------------------------------------------------------------
