@@ -85,6 +85,10 @@ def test_operator_uses_exactly_the_verbs_its_cluster_role_grants_and_leaks_no_se
         },
     }
     control_plane.apply(secret, ns)
+    # Start from no Lease, so leader election takes its create path too (other tests may have left one).
+    control_plane.kubectl(
+        "delete", "lease", "-n", "paddle-kuscia-system", "paddle-kuscia-operator", "--ignore-not-found"
+    )
     mark = control_plane.audit_line_count()
     log = tmp_path / "operator.log"
     args = [
