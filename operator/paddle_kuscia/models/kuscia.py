@@ -11,18 +11,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import KUSCIA_ID, PRESERVE_UNKNOWN, QUANTITY_MAP, WireModel
-from .paddleservice import Condition
+from .base import KUSCIA_ID, PRESERVE_UNKNOWN, WireModel
+from .paddleservice import Condition, ResourceRequirements
 
 GROUP = "kuscia.secretflow"
 VERSION = "v1alpha1"
 
 RFC1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-
-class ResourceRequirements(WireModel):
-    limits: dict[str, int | str] | None = Field(default=None, json_schema_extra=QUANTITY_MAP)
-    requests: dict[str, int | str] | None = Field(default=None, json_schema_extra=QUANTITY_MAP)
 
 
 # ---- KusciaDeployment ---------------------------------------------------------------------------------
