@@ -69,8 +69,11 @@ async def write_status(
 
 
 def _transition(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
-    """Worth an Event: Ready flipped, or it failed for a new reason (rollout steps under Unknown are not)."""
-    if before is None or before.get("status") != after["status"]:
+    """Worth an Event: Ready flipped, or it failed for a new reason (rollout steps under Unknown are not,
+    nor is the first Unknown of a new object: its creation is no news)."""
+    if before is None:
+        return after["status"] != "Unknown"
+    if before.get("status") != after["status"]:
         return True
     return after["status"] == "False" and before.get("reason") != after["reason"]
 
