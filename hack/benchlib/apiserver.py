@@ -1,0 +1,128 @@
+"""What the API server saw: `apiserver_request_total` from /metrics, and writes from its audit log."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+OPERATOR_USER = "system:serviceaccount:paddle-kuscia-system:paddle-kuscia-operator"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def request_totals(metrics_text: str) -> Counter[tuple[str, str]]:
+    """`apiserver_request_total` summed by (verb, resource[/subresource])."""
+    out: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            labels = sample.labels
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += "/" + labels["subresource"]
+            out[(labels.get("verb", ""), resource)] += int(sample.value)
+    return out
+
+
+def by_verb(delta: Counter[tuple[str, str]]) -> dict[str, int]:
+    verbs: Counter[str] = Counter()
+    for (verb, _), n in delta.items():
+        verbs[verb] += n
+    return dict(sorted(verbs.items()))
+
+
+def subtract(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+    out = Counter(after)
+    out.subtract(before)
+    return Counter({k: v for k, v in out.items() if v > 0})
+
+
+@dataclass
+class AuditLog:
+    """Byte offsets into the API server's JSON audit log, so each phase reads only its own lines."""
+
+    path: Path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def events(self, start: int, end: int | None = None) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(start)
+            data = f.read() if end is None else f.read(max(0, end - start))
+        for line in data.splitlines():
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # a line cut by the end mark
+
+
+def completed(e: dict[str, Any]) -> bool:
+    """One audit event per request: ResponseComplete, or ResponseStarted for long-running watches."""
+    if e.get("verb") == "watch":
+        return e.get("stage") == "ResponseStarted"
+    return e.get("stage") == "ResponseComplete"
+
+
+def resource_of(e: dict[str, Any]) -> str:
+    ref = e.get("objectRef") or {}
+    res = ref.get("resource", "")
+    return f"{res}/{ref['subresource']}" if ref.get("subresource") else res
+
+
+def actor(e: dict[str, Any]) -> str:
+    user = (e.get("user") or {}).get("username", "")
+    agent = e.get("userAgent", "")
+    if user == OPERATOR_USER:
+        return "operator"
+    if agent.startswith("knative-sim"):
+        return "knative-sim"
+    if agent.startswith("paddle-kuscia-bench"):
+        return "bench"
+    if "kube-controller-manager" in agent or user.startswith("system:kube-controller-manager"):
+        return "kube-controller-manager"
+    return user or "unknown"
+
+
+def operator_write(e: dict[str, Any]) -> bool:
+    """A write the operator's ServiceAccount made (Lease renewals excluded)."""
+    return (
+        actor(e) == "operator"
+        and e.get("verb") in WRITE_VERBS
+        and e.get("stage") == "ResponseComplete"
+        and (e.get("objectRef") or {}).get("resource") != "leases"
+    )
+
+
+def summarize(
+    events: Iterator[dict[str, Any]], keep: Callable[[dict[str, Any]], bool] = lambda e: True
+) -> dict[str, Any]:
+    """Requests per actor and verb, and the operator's writes per verb and resource."""
+    per_actor: dict[str, Counter[str]] = {}
+    operator_writes: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    for e in events:
+        if not completed(e) or not keep(e):
+            continue
+        who = actor(e)
+        per_actor.setdefault(who, Counter())[e.get("verb", "")] += 1
+        if operator_write(e):
+            operator_writes[f"{e['verb']} {resource_of(e)}"] += 1
+            codes[str((e.get("responseStatus") or {}).get("code", ""))] += 1
+    return {
+        "requests_by_actor": {k: dict(sorted(v.items())) for k, v in sorted(per_actor.items())},
+        "operator_writes": sum(operator_writes.values()),
+        "operator_writes_by_kind": dict(sorted(operator_writes.items())),
+        "operator_write_codes": dict(sorted(codes.items())),
+    }
