@@ -53,7 +53,9 @@ def test_every_crd_is_v1_structural_with_status_subresource_and_columns() -> Non
                 or node.get("x-kubernetes-int-or-string")
                 or node.get("x-kubernetes-preserve-unknown-fields")
             ), f"{name}{where} has no type"
-            assert ("$ref" not in node and "anyOf" not in node) or node.get("x-kubernetes-int-or-string"), where
+            assert ("$ref" not in node and "anyOf" not in node) or node.get("x-kubernetes-int-or-string"), (
+                where
+            )
 
 
 def test_paddleservice_crd_keeps_elasticserving_names_and_adds_validation() -> None:

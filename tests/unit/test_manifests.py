@@ -158,7 +158,10 @@ def test_operator_container_command_line() -> None:
         "--kuscia-credentials-dir=/etc/kuscia",
         "--leader-elect",
     ]
-    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "paddle-kuscia" in scripts, (
         "the Deployment runs a console script that pyproject.toml does not define"
