@@ -108,7 +108,7 @@ def accelerator_resource(spec: PaddleServiceSpec) -> str | None:
     return spec.accelerator.resource_name or ACCELERATOR_RESOURCES[spec.accelerator.type]
 
 
-def _resources(spec: PaddleServiceSpec) -> dict[str, dict[str, str]]:
+def container_resources(spec: PaddleServiceSpec) -> dict[str, dict[str, str]]:
     """Requests and limits with ElasticServing's cpu/memory defaults, limits never below requests."""
     given_requests = {k: str(v) for k, v in ((spec.resources and spec.resources.requests) or {}).items()}
     given_limits = {k: str(v) for k, v in ((spec.resources and spec.resources.limits) or {}).items()}
@@ -166,7 +166,7 @@ def revision_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointS
         "name": "paddleserving",
         "image": _image(endpoint),
         "ports": [{"containerPort": endpoint.port, "name": "http1", "protocol": "TCP"}],
-        "resources": _resources(spec),
+        "resources": container_resources(spec),
         "readinessProbe": {"tcpSocket": {"port": endpoint.port}, "successThreshold": 1},
         "livenessProbe": {
             "tcpSocket": {"port": endpoint.port},

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
 from ..builders.compare import digest
+from ..builders.knative import InvalidSpec, container_resources
 from ..builders.kuscia import (
     appimage_name,
     build_appimage,
@@ -68,23 +69,30 @@ async def reconcile_kuscia_serving(
 
     problems = unsupported_on_kuscia(spec)
     if problems:
-        message = "Not supported on the Kuscia backend: " + "; ".join(problems)
-        await write_status(
-            ctx,
-            PADDLESERVICES,
-            ctx.paddleservices,
-            body,
-            failure_status(
-                body,
-                reason="UnsupportedOnKuscia",
-                message=message,
-                extra=[Cond("KusciaServingReady", "False", "UnsupportedOnKuscia", message)],
-            ),
+        await _refuse(
+            ctx, body, "UnsupportedOnKuscia", "Not supported on the Kuscia backend: " + "; ".join(problems)
         )
         return None
 
+    try:
+        container_resources(spec)  # the same request/limit rules as on Knative
+    except InvalidSpec as err:
+        await _refuse(ctx, body, "InvalidSpec", str(err))
+        return None
+    others = hub.other_owners("ps", conn, sid, key)
+    if others:
+        owner = "/".join(sorted(others)[0])
+        await _refuse(
+            ctx,
+            body,
+            "ServingIdConflict",
+            f"Kuscia serving {sid!r} is already run for PaddleService {owner}; set spec.kuscia.servingId "
+            "to a distinct id.",
+        )
+        return None
+
+    hub.track("ps", conn, sid, key)  # right after the check, with no await between: first come, first served
     body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
-    hub.track("ps", conn, sid, key)
     await _drop_knative_service(ctx, key, meta["uid"])
 
     app_image = None
@@ -101,7 +109,8 @@ async def reconcile_kuscia_serving(
 
     request = paddleservice_create_request(meta["name"], spec, app_image)
     wanted_hash = digest(request)
-    applied_hash = previous_block.get("appliedHash")
+    # What this process last sent wins over the status: a status write may have failed after a send.
+    applied_hash = hub.applied(conn, sid) or previous_block.get("appliedHash")
     old_id = previous_block.get("servingId")
     if old_id and old_id != sid:  # spec.kuscia.servingId changed: the serving under the old id goes
         try:
@@ -111,6 +120,7 @@ async def reconcile_kuscia_serving(
         logger.info(
             "Deleted Kuscia serving after an id change serving_id=%s namespace=%s name=%s", old_id, *key
         )
+        hub.set_applied(conn, old_id, None)
         applied_hash = None
     remote = hub.remote("ps", conn, sid)
     sent = False
@@ -134,6 +144,7 @@ async def reconcile_kuscia_serving(
     except KusciaError as err:
         await _kuscia_failed(ctx, body, err)
     if sent:
+        hub.set_applied(conn, sid, wanted_hash)
         hub.set_remote("ps", conn, sid, None)
         remote = None
     elif remote is None:
@@ -152,6 +163,14 @@ async def reconcile_kuscia_serving(
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
     return None
+
+
+async def _refuse(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
+    """Nothing is sent to Kuscia: Ready and KusciaServingReady say why."""
+    status = failure_status(
+        body, reason=reason, message=message, extra=[Cond("KusciaServingReady", "False", reason, message)]
+    )
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
 
 
 async def _drop_knative_service(ctx: Context, key: Key, uid: str) -> None:

@@ -9,6 +9,7 @@ whose polls fail is polled less and less often (up to the operator's backoff lim
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,21 @@ KINDS = {"ps": "PaddleService", "kd": "KusciaDeployment", "job": "KusciaJob"}
 ROUTES = {"serving": ("ps", "kd"), "job": ("job",)}
 ROUTE_OF = {kind: route for route, kinds in ROUTES.items() for kind in kinds}
 SECRET_TTL = 30.0
+
+
+def _normalized(detail: Any) -> Any:
+    """Kuscia lists party statuses and endpoints in Go map order: sort them so an unchanged serving
+    compares equal from one poll to the next."""
+    if not isinstance(detail, dict) or not detail.get("party_statuses"):
+        return detail
+    parties = []
+    for party in detail["party_statuses"]:
+        party = dict(party)
+        if party.get("endpoints"):
+            party["endpoints"] = sorted(party["endpoints"], key=lambda e: json.dumps(e, sort_keys=True))
+        parties.append(party)
+    parties.sort(key=lambda p: (str(p.get("domain_id", "")), str(p.get("role", ""))))
+    return {**detail, "party_statuses": parties}
 
 
 class NoKusciaConnection(Exception):
@@ -93,6 +109,7 @@ class KusciaHub:
         self._by_key: dict[tuple[str, Key], tuple[str, str]] = {}  # (kind, key) -> (connection id, remote id)
         self._timeout = ctx.config.kuscia_timeout
         self.polls = 0
+        self._applied: dict[tuple[str, str], str] = {}
 
     # ---- connections ------------------------------------------------------------------------------
 
@@ -186,6 +203,20 @@ class KusciaHub:
     def untrack(self, kind: str, key: Key) -> None:
         self._untrack(kind, key)
 
+    def other_owners(self, kind: str, conn: Connection, remote_id: str, key: Key) -> set[Key]:
+        """Objects other than `key` already mirrored onto `remote_id` through the same connection."""
+        return set(conn.tracked[kind].get(remote_id, ())) - {key}
+
+    def applied(self, conn: Connection, remote_id: str) -> str | None:
+        """Digest of the last request Kuscia accepted for `remote_id` in this process's lifetime."""
+        return self._applied.get((conn.id, remote_id))
+
+    def set_applied(self, conn: Connection, remote_id: str, digest: str | None) -> None:
+        if digest is None:
+            self._applied.pop((conn.id, remote_id), None)
+        else:
+            self._applied[(conn.id, remote_id)] = digest
+
     def remote(self, kind: str, conn: Connection, remote_id: str) -> Any:
         return conn.remote[kind].get(remote_id)
 
@@ -253,6 +284,7 @@ class KusciaHub:
                 detail = found.get(rid, MISSING)
                 if detail is None:
                     detail = {"state": "Pending"}  # Kuscia has the serving but no party status yet
+                detail = _normalized(detail)
                 if conn.remote[kind].get(rid) != detail:
                     conn.remote[kind][rid] = detail
                     self._enqueue(kind, conn.tracked[kind].get(rid, ()))
