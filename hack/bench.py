@@ -167,16 +167,25 @@ def operator_tree_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def sample_paddleservice(name: str) -> dict[str, Any]:
+def sample_paddleservice(name: str, namespace: str) -> dict[str, Any]:
     obj = yaml.safe_load((SAMPLES / "paddleservice-minimal.yaml").read_text())
-    obj["metadata"] = {"name": name}
+    obj["metadata"] = {"name": name, "namespace": namespace}
     return obj
 
 
-def kuscia_job(name: str) -> dict[str, Any]:
+def spread(n: int, namespaces: list[str]) -> list[dict[str, Any]]:
+    """N PaddleServices with names unique across the run, dealt round-robin over `namespaces`."""
+    return [sample_paddleservice(f"ps-{i:05d}", namespaces[i % len(namespaces)]) for i in range(n)]
+
+
+def kuscia_job(name: str, namespace: str) -> dict[str, Any]:
     """The PSI sample with task ids of its own, mirrored to Kuscia."""
     obj = yaml.safe_load((SAMPLES / "kusciajob-psi.yaml").read_text())
-    obj["metadata"] = {"name": name, "annotations": {"paddle-kuscia.io/mirror": "true"}}
+    obj["metadata"] = {
+        "name": name,
+        "namespace": namespace,
+        "annotations": {"paddle-kuscia.io/mirror": "true"},
+    }
     for task in obj["spec"]["tasks"]:
         task["taskID"] = f"{name}-{task['alias']}"
         task["dependencies"] = [f"{name}-{d}" for d in task.get("dependencies") or []]
@@ -185,17 +194,16 @@ def kuscia_job(name: str) -> dict[str, Any]:
     return obj
 
 
-def kuscia_deployment(name: str) -> dict[str, Any]:
+def kuscia_deployment(name: str, namespace: str) -> dict[str, Any]:
     obj = yaml.safe_load((SAMPLES / "kusciadeployment-serving.yaml").read_text())
-    obj["metadata"]["name"] = name
+    obj["metadata"].update(name=name, namespace=namespace)
     return obj
 
 
 async def create_all(
-    kube: Kube, gv_plural: tuple[str, str], namespace: str, bodies: list[dict[str, Any]], concurrency: int
+    kube: Kube, gv_plural: tuple[str, str], bodies: list[dict[str, Any]], concurrency: int
 ) -> dict[str, tuple[float, dict[str, Any]]]:
     """POST every body with `concurrency` requests in flight; name -> (monotonic completion time, object)."""
-    url = path(*gv_plural, namespace)
     todo = list(reversed(bodies))
     done: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -204,6 +212,7 @@ async def create_all(
             body = todo.pop()
             for attempt in range(20):
                 try:
+                    url = path(*gv_plural, body["metadata"]["namespace"])
                     obj = await kube.request("POST", url, body)
                     done[obj["metadata"]["name"]] = (time.monotonic(), obj)
                     break
@@ -231,6 +240,7 @@ class Operator:
         self.popen: subprocess.Popen[bytes] | None = None
         self.started = 0.0
         self.tree = ""
+        self.rss_samples: list[tuple[float, float]] = []  # (seconds since start, VmRSS MiB)
 
     @property
     def pid(self) -> int:
@@ -299,6 +309,21 @@ class Operator:
 
     def rss_mib(self) -> float:
         return proc.status_kib(self.pid, "VmRSS") / 1024 if self.popen else 0.0
+
+    async def sample_rss(self, every: float = 0.25) -> None:
+        """Record VmRSS while the process lives: tells a start-up spike from steady-state size."""
+        while self.popen is not None and self.popen.poll() is None:
+            self.rss_samples.append((round(time.monotonic() - self.started, 2), round(self.rss_mib(), 1)))
+            await asyncio.sleep(every)
+
+    def rss_timeline(self, step: float = 2.0) -> list[tuple[float, float]]:
+        """The samples thinned to one per `step` seconds, keeping each interval's maximum."""
+        out: dict[int, tuple[float, float]] = {}
+        for t, rss in self.rss_samples:
+            slot = int(t // step)
+            if slot not in out or rss > out[slot][1]:
+                out[slot] = (t, rss)
+        return [out[k] for k in sorted(out)]
 
     def stop(self) -> None:
         stop_pid(self.popen)
@@ -378,7 +403,7 @@ class Watch:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
 
-    async def start(self, kubeconfig: Path, namespace: str, stderr_path: Path) -> None:
+    async def start(self, kubeconfig: Path, namespaces: list[str], stderr_path: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT / "hack"))
         with stderr_path.open("ab") as err:
             self.process = await asyncio.create_subprocess_exec(
@@ -387,8 +412,7 @@ class Watch:
                 "benchlib.watcher",
                 "--kubeconfig",
                 str(kubeconfig),
-                "--namespace",
-                namespace,
+                *(arg for ns in namespaces for arg in ("--namespace", ns)),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 env=env,
@@ -443,7 +467,10 @@ class Bench:
         self.out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="pk-bench-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = uuid.uuid4().hex[:6]
-        self.ns = f"bench-{self.run_id}"
+        k = args.namespaces
+        self.rollout_ns = (
+            [f"bench-{self.run_id}-{i}" for i in range(k)] if k > 1 else [f"bench-{self.run_id}"]
+        )
         self.floor_ns = f"bench-floor-{self.run_id}"
         self.kuscia_ns = f"bench-kuscia-{self.run_id}"
         self.result: dict[str, Any] = {
@@ -462,6 +489,8 @@ class Bench:
         self.namespaces: list[str] = []
         self.audit: apiserver.AuditLog | None = None
         self.cpu: proc.CpuMeter | None = None
+        self.background: list[asyncio.Task[None]] = []
+        self.signals = 0
 
     # -- shared measurements ---------------------------------------------------------------------------
 
@@ -535,11 +564,15 @@ class Bench:
         self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay)
         self.result["knative_sim"] = await self.sim.start(self.admin)
         log(f"Knative simulator {self.result['knative_sim']}")
-        for ns in (self.ns,) + (() if self.args.skip_kuscia else (self.kuscia_ns,)):
-            await self.admin.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
-            self.namespaces.append(ns)
+        await self.create_namespaces(self.rollout_ns + ([] if self.args.skip_kuscia else [self.kuscia_ns]))
         self.result["versions"] = versions(self.plane)
         self.track_cpu()
+
+    async def create_namespaces(self, names: list[str]) -> None:
+        assert self.admin is not None
+        for ns in names:
+            await self.admin.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+            self.namespaces.append(ns)
 
     # -- floor ---------------------------------------------------------------------------------------------
 
@@ -551,13 +584,14 @@ class Bench:
         """
         assert self.admin is not None and self.plane is not None
         a = self.args
-        namespace = f"{self.floor_ns}-{run}"
-        await self.admin.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
-        self.namespaces.append(namespace)
-        bodies = [sample_paddleservice(f"ps-{i:05d}") for i in range(self.n)]
-        log(f"floor {run}: creating {self.n} PaddleServices in {namespace} (not watched by the operator)")
+        k = a.namespaces
+        namespaces = [f"{self.floor_ns}-{run}-{i}" for i in range(k)] if k > 1 else [f"{self.floor_ns}-{run}"]
+        await self.create_namespaces(namespaces)
+        log(
+            f"floor {run}: creating {self.n} PaddleServices in {namespaces[0]}.. (not watched by the operator)"
+        )
         start = time.monotonic()
-        created = await create_all(self.admin, PS, namespace, bodies, a.create_concurrency)
+        created = await create_all(self.admin, PS, spread(self.n, namespaces), a.create_concurrency)
         create_seconds = time.monotonic() - start
 
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -572,7 +606,7 @@ class Bench:
                 generation=meta.get("generation", 1), previous=None, rollout=rollout, observed=None, now=now
             )
             patch = {"status": status, "metadata": {"resourceVersion": meta["resourceVersion"]}}
-            work.append((name, desired, patch))
+            work.append((meta["namespace"], name, desired, patch))
 
         client = Kube(
             self.plane.operator_kubeconfig, connections=a.workers, agent="paddle-kuscia-bench-floor"
@@ -583,7 +617,7 @@ class Bench:
 
         async def worker() -> None:
             while todo:
-                name, desired, patch = todo.pop()
+                namespace, name, desired, patch = todo.pop()
                 t = time.monotonic()
                 await client.request(
                     "PATCH",
@@ -607,7 +641,7 @@ class Bench:
         seconds = time.monotonic() - started
         m1 = await self.mark(end=True)
         figures = {
-            "namespace": namespace,
+            "namespaces": namespaces,
             "create_seconds": rnd(create_seconds),
             "seconds": rnd(seconds),
             "requests_per_second": rnd(2 * self.n / seconds, 1),
@@ -626,11 +660,11 @@ class Bench:
         self.result["floor_seconds"] = self.result["floor"]["seconds"]
         self.result["floor_seconds_runs"] = [r["seconds"] for r in runs]
         log(f"floor {run}: {seconds:.2f}s; waiting for the simulator to finish the floor's Knative Services")
-        settled = await self.wait_knative_ready(namespace, timeout=self.args.timeout)
+        settled = await self.wait_knative_ready(namespaces, timeout=self.args.timeout)
         figures["simulator_ready_seconds"] = rnd(time.monotonic() - m1["t"]) if settled else None
 
-    async def wait_knative_ready(self, namespace: str, timeout: float) -> bool:
-        """Poll until every Knative Service in `namespace` is Ready (the simulator has caught up).
+    async def wait_knative_ready(self, namespaces: list[str], timeout: float) -> bool:
+        """Poll until every Knative Service in `namespaces` is Ready (the simulator has caught up).
 
         Reads the server-side table (name and printer columns, no objects): a few hundred bytes per row.
         """
@@ -638,36 +672,40 @@ class Bench:
         table = "application/json;as=Table;v=v1;g=meta.k8s.io"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            resp = await self.admin.http.get(
-                path(*KSVC, namespace), params={"includeObject": "None"}, headers={"Accept": table}
-            )
-            resp.raise_for_status()
-            body = resp.json()
-            column = [c["name"] for c in body.get("columnDefinitions") or []].index("Ready")
-            rows = body.get("rows") or []
-            if len(rows) >= self.n and all(r["cells"][column] == "True" for r in rows):
+            ready = 0
+            for namespace in namespaces:
+                resp = await self.admin.http.get(
+                    path(*KSVC, namespace), params={"includeObject": "None"}, headers={"Accept": table}
+                )
+                resp.raise_for_status()
+                body = resp.json()
+                column = [c["name"] for c in body.get("columnDefinitions") or []].index("Ready")
+                ready += sum(1 for r in body.get("rows") or [] if r["cells"][column] == "True")
+            if ready >= self.n:
                 return True
             await asyncio.sleep(5.0)
-        log(f"warning: Knative Services in {namespace} not all Ready after {timeout:.0f}s")
+        log(f"warning: Knative Services in {namespaces[0]}.. not all Ready after {timeout:.0f}s")
         return False
 
     # -- rollout -------------------------------------------------------------------------------------------
 
-    def operator_args(self, namespace: str, *extra: str) -> list[str]:
+    def operator_args(self, namespaces: list[str], *extra: str) -> list[str]:
         return [
-            "--namespace",
-            namespace,
+            *(arg for ns in namespaces for arg in ("--namespace", ns)),
             "--workers",
             str(self.args.workers),
             *extra,
             *self.args.operator_arg,
         ]
 
-    async def start_operator(self, namespace: str, tag: str, *extra: str) -> Operator:
+    async def start_operator(self, namespaces: list[str], tag: str, *extra: str) -> Operator:
         assert self.plane is not None
-        op = Operator(self.plane, self.out_dir / f"operator-{tag}.log", self.operator_args(namespace, *extra))
+        op = Operator(
+            self.plane, self.out_dir / f"operator-{tag}.log", self.operator_args(namespaces, *extra)
+        )
         op.start()
         self.operators.append(op)
+        self.background.append(asyncio.create_task(op.sample_rss()))
         live = await op.wait_live()
         self.result.setdefault("operator_tree_by_phase", {})[tag] = op.tree
         self.track_cpu()
@@ -677,17 +715,19 @@ class Bench:
     async def rollout(self) -> Operator:
         assert self.admin is not None and self.plane is not None
         a = self.args
-        await self.watch.start(self.plane.admin_kubeconfig, self.ns, self.out_dir / "watcher.log")
-        op = await self.start_operator(self.ns, "rollout")
+        await self.watch.start(self.plane.admin_kubeconfig, self.rollout_ns, self.out_dir / "watcher.log")
+        op = await self.start_operator(self.rollout_ns, "rollout")
         await asyncio.sleep(3.0)  # kopf opens its watch streams after the liveness endpoint
         self.result["operator_startup"] = {"cpu_seconds": rnd(op.cpu()), "rss_mib": rnd(op.rss_mib(), 1)}
         profiler = self.start_profiler(op)
 
-        bodies = [sample_paddleservice(f"ps-{i:05d}") for i in range(self.n)]
-        log(f"rollout: creating {self.n} PaddleServices in {self.ns}")
+        bodies = spread(self.n, self.rollout_ns)
+        log(
+            f"rollout: creating {self.n} PaddleServices in {self.rollout_ns[0]}.. ({len(self.rollout_ns)} namespaces)"
+        )
         m0 = await self.mark()
         t0 = time.monotonic()
-        created = await create_all(self.admin, PS, self.ns, bodies, a.create_concurrency)
+        created = await create_all(self.admin, PS, bodies, a.create_concurrency)
         created_at = {name: t for name, (t, _) in created.items()}
         create_seconds = max(created_at.values()) - t0
 
@@ -769,7 +809,7 @@ class Bench:
         applied: dict[str, dt.datetime] = {}
         for e in self.audit.events(start, end):
             ref = e.get("objectRef") or {}
-            if e.get("stage") != "ResponseComplete" or ref.get("namespace") != self.ns:
+            if e.get("stage") != "ResponseComplete" or ref.get("namespace") not in self.rollout_ns:
                 continue
             when = dt.datetime.fromisoformat(e["stageTimestamp"])
             if (
@@ -842,10 +882,11 @@ class Bench:
     async def restart(self, op: Operator) -> None:
         self.result["rollout_peak_rss_mib"] = rnd(op.peak_rss_mib(), 1)
         self.result["rollout_rss_mib_before_restart"] = rnd(op.rss_mib(), 1)
+        self.result["rollout_rss_mib_timeline"] = op.rss_timeline(step=max(2.0, self.n / 250))
         op.stop()
         log("restart: operator stopped; starting a new one over the converged objects")
         m0 = await self.mark()
-        new = await self.start_operator(self.ns, "restart")
+        new = await self.start_operator(self.rollout_ns, "restart")
         live = time.monotonic() - new.started
         await asyncio.sleep(max(0.0, self.args.restart_seconds - (time.monotonic() - new.started)))
         m1 = await self.mark(end=True)
@@ -854,6 +895,8 @@ class Bench:
         win["liveness_seconds"] = rnd(live)
         win["operator_cpu_seconds"] = rnd(m1["cpu"].get(key, 0.0))
         win["peak_rss_mib"] = rnd(new.peak_rss_mib(), 1)
+        win["rss_mib_at_end"] = rnd(new.rss_mib(), 1)
+        win["rss_mib_timeline"] = new.rss_timeline(step=1.0)
         win["operator_metrics"] = await new.metrics()
         self.result["restart"] = win
         self.result["restart_writes"] = win["operator_writes"]
@@ -875,7 +918,7 @@ class Bench:
         # One emulated step per hour: every job stays unfinished (and polled) unless we move time on.
         with KusciaDoubleThread(self.out_dir / "kuscia-pki", step_seconds=3600, seed=7) as emulator:
             op = await self.start_operator(
-                self.kuscia_ns,
+                [self.kuscia_ns],
                 "kuscia",
                 "--kuscia-url",
                 emulator.base_url,
@@ -893,15 +936,13 @@ class Bench:
                 await create_all(
                     self.admin,
                     KJ,
-                    self.kuscia_ns,
-                    [kuscia_job(f"job-{i:05d}") for i in range(jobs)],
+                    [kuscia_job(f"job-{i:05d}", self.kuscia_ns) for i in range(jobs)],
                     a.create_concurrency,
                 )
                 await create_all(
                     self.admin,
                     KD,
-                    self.kuscia_ns,
-                    [kuscia_deployment(f"kd-{i:05d}") for i in range(deployments)],
+                    [kuscia_deployment(f"kd-{i:05d}", self.kuscia_ns) for i in range(deployments)],
                     a.create_concurrency,
                 )
                 deadline = t0 + a.timeout
@@ -968,24 +1009,56 @@ class Bench:
 
     # -- teardown --------------------------------------------------------------------------------------------------
 
-    async def teardown(self) -> None:
-        await self.watch.stop()
+    def stop_processes(self) -> None:
+        """Stop, by PID, every process this run started (synchronous: also usable from a signal handler)."""
+        if self.watch.process is not None and self.watch.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.watch.process.kill()
         for op in self.operators:
             op.stop()
         if self.sim is not None:
             self.sim.stop()
+
+    def stop_plane(self) -> None:
+        if self.plane is None:
+            return
+        if self.args.keep or not self.plane.owned:
+            log(f"control plane left running: PK_RUN_DIR={self.plane.run_dir}")
+        else:
+            self.plane.stop()
+            self.plane = None
+
+    async def teardown(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.watch.stop(), 15)
+        self.stop_processes()
         if self.admin is not None:
             for ns in self.namespaces:
-                with contextlib.suppress(ApiError, httpx.HTTPError):
-                    await self.admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+                with contextlib.suppress(ApiError, httpx.HTTPError, asyncio.TimeoutError):
+                    await asyncio.wait_for(self.admin.request("DELETE", f"/api/v1/namespaces/{ns}"), 15)
             await self.admin.aclose()
-        if self.plane is not None:
-            if self.args.keep or not self.plane.owned:
-                log(f"control plane left running: PK_RUN_DIR={self.plane.run_dir}")
-            else:
-                self.plane.stop()
+        self.stop_plane()
+
+    def on_signal(self, main: asyncio.Task[Any]) -> None:
+        """First SIGINT/SIGTERM: cancel the run so teardown cleans up. Second: stop everything now."""
+        self.signals += 1
+        if self.signals == 1:
+            log("interrupted: cleaning up (signal again to stop at once)")
+            main.cancel()
+            return
+        self.stop_processes()
+        self.stop_plane()
+        os._exit(130)
 
     async def run(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.on_signal, main)
         try:
             await self.setup()
             await self.floor(1)
@@ -1094,6 +1167,10 @@ def report(r: dict[str, Any]) -> str:
                     f"{r.get('peak_rss_mib')} MiB  (rollout {r.get('rollout_peak_rss_mib')}, restart {restart.get('peak_rss_mib')})",
                 ),
                 (
+                    "operator RSS after restart settled",
+                    f"{restart.get('rss_mib_at_end')} MiB  (before restart {r.get('rollout_rss_mib_before_restart')})",
+                ),
+                (
                     "idle writes by operator",
                     f"{r.get('idle_writes')} in {idle.get('seconds')} s  {idle.get('operator_writes_by_kind') or ''}",
                 ),
@@ -1179,6 +1256,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--skip-kuscia", action="store_true")
     p.add_argument(
+        "--namespaces",
+        type=int,
+        default=1,
+        help="spread the N objects over this many namespaces (the operator gets one --namespace each)",
+    )
+    p.add_argument(
         "--floor-runs", type=int, choices=(1, 2), default=2, help="floor before (and after) the rollout"
     )
     p.add_argument("--kuscia-n", type=int, default=None, help="KusciaJobs (default min(N, 250))")
@@ -1208,7 +1291,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     bench = Bench(args)
-    result = asyncio.run(bench.run())
+    try:
+        result = asyncio.run(bench.run())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        log("interrupted; processes stopped and namespaces deleted")
+        return 130
     result["args"] = {k: v for k, v in vars(args).items()}
     print(report(result))
     if args.json:

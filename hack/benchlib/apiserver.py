@@ -84,12 +84,12 @@ def resource_of(e: dict[str, Any]) -> str:
 def actor(e: dict[str, Any]) -> str:
     user = (e.get("user") or {}).get("username", "")
     agent = e.get("userAgent", "")
+    if agent.startswith("paddle-kuscia-bench"):
+        return "bench"  # the floor runs under the operator's identity but is not the operator
     if user == OPERATOR_USER:
         return "operator"
     if agent.startswith("knative-sim"):
         return "knative-sim"
-    if agent.startswith("paddle-kuscia-bench"):
-        return "bench"
     if "kube-controller-manager" in agent or user.startswith("system:kube-controller-manager"):
         return "kube-controller-manager"
     return user or "unknown"

@@ -1,4 +1,4 @@
-"""Watch one namespace's PaddleServices and Knative Services; print when each object reaches each milestone.
+"""Watch namespaces' PaddleServices and Knative Services; print when each object reaches each milestone.
 
 Runs as its own process (`python -m benchlib.watcher`), so the arrival times it stamps are not delayed by
 the harness's own work. Output is one JSON object per line on stdout, times from CLOCK_MONOTONIC (the same
@@ -101,14 +101,15 @@ async def inform(
             await asyncio.sleep(0.5)
 
 
-async def main(kubeconfig: str, namespace: str) -> None:
-    kube = Kube(kubeconfig, connections=4, agent="paddle-kuscia-bench-watcher")
+async def main(kubeconfig: str, namespaces: list[str]) -> None:
+    kube = Kube(kubeconfig, connections=2 * len(namespaces) + 2, agent="paddle-kuscia-bench-watcher")
     ms = Milestones()
-    synced = [asyncio.Event(), asyncio.Event()]
-    tasks = [
-        asyncio.create_task(inform(kube, PS, namespace, ms.on_ps, synced[0], None)),
-        asyncio.create_task(inform(kube, KSVC, namespace, ms.on_ksvc, synced[1], METADATA_ONLY)),
-    ]
+    synced: list[asyncio.Event] = []
+    tasks = []
+    for ns in namespaces:
+        for resource, on, accept in ((PS, ms.on_ps, None), (KSVC, ms.on_ksvc, METADATA_ONLY)):
+            synced.append(asyncio.Event())
+            tasks.append(asyncio.create_task(inform(kube, resource, ns, on, synced[-1], accept)))
     await asyncio.gather(*(s.wait() for s in synced))
     ms.emit(k="synced")
     sys.stdout.flush()
@@ -123,7 +124,7 @@ async def main(kubeconfig: str, namespace: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--namespace", action="append", required=True, help="repeatable")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(args.kubeconfig, args.namespace))
