@@ -59,7 +59,7 @@ def test_argo_cd_health_of_real_statuses(control_plane: ControlPlane, setup: Any
     ps = sample("paddleservice-minimal.yaml")
     control_plane.apply(ps, ns)
     name = ps["metadata"]["name"]
-    obj = wait_for(lambda: ready_status(control_plane, "ps", name, ns, "True"), timeout=60, what="ps Ready")
+    obj = wait_for(lambda: ready_status(control_plane, "ps", name, ns, "True"), timeout=120, what="ps Ready")
     assert health(script_for(obj), obj)["status"] == "Healthy"
 
     # A new generation the operator has not observed yet is Progressing, whatever the old Ready said.
@@ -70,7 +70,7 @@ def test_argo_cd_health_of_real_statuses(control_plane: ControlPlane, setup: Any
     ps["spec"]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
     control_plane.apply(ps, ns)
     obj = wait_for(
-        lambda: ready_status(control_plane, "ps", name, ns, "False"), timeout=60, what="ps Ready=False"
+        lambda: ready_status(control_plane, "ps", name, ns, "False"), timeout=120, what="ps Ready=False"
     )
     result = health(script_for(obj), obj)
     assert result["status"] == "Degraded" and "InvalidSpec" in result["message"]
