@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,6 @@ class Incarnations:
     env: dict[str, str] = field(default_factory=dict)
     started: list[OperatorProcess] = field(default_factory=list)
 
-    @property
-    def current(self) -> OperatorProcess:
-        return self.started[-1]
-
     def start(self) -> OperatorProcess:
         proc = OperatorProcess(
             self.plane, self.logs / f"operator-{len(self.started):02d}.log", args=self.args, env=self.env
@@ -162,6 +159,82 @@ def delete_everything(cp: ControlPlane, namespace: str, *, timeout: float = 90) 
     return time.monotonic() - started
 
 
+FREEZE_LABEL = "chaos.paddle-kuscia.io/freeze-status"
+
+
+@pytest.fixture
+def frozen_status(control_plane: ControlPlane) -> Iterator[Callable[[str, str, bool], None]]:
+    """`frozen_status(namespace, name, True/False)`: status writes to that PaddleService are refused (by an
+    admission policy matching FREEZE_LABEL) or allowed again, as a status write lost to a conflict, an API
+    outage or a crash would be. The policy is removed after the test."""
+    name = f"chaos-freeze-status-{uuid.uuid4().hex[:6]}.paddle-kuscia.io"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["elasticserving.paddlepaddle.org"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["paddleservices/status"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": f"!('{FREEZE_LABEL}' in object.metadata.?labels.orValue({{}}))",
+                    "message": "status writes are frozen by the chaos test",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    control_plane.apply(policy)
+    control_plane.apply(binding)
+
+    def freeze(namespace: str, name: str, frozen: bool) -> None:
+        label = f"{FREEZE_LABEL}=true" if frozen else f"{FREEZE_LABEL}-"
+        control_plane.kubectl("label", "paddleservice", name, "-n", namespace, label)
+        if frozen:  # a new policy takes a moment to be enforced
+            probe = ["patch", "paddleservice", name, "-n", namespace, "--subresource=status", "--type=merge"]
+            wait_for(
+                lambda: (
+                    "frozen"
+                    in control_plane.kubectl(
+                        *probe, "-p", '{"status":{}}', "--dry-run=server", check=False
+                    ).stderr
+                ),
+                timeout=30,
+                what="the admission policy enforced",
+            )
+
+    try:
+        yield freeze
+    finally:
+        control_plane.kubectl("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found")
+        control_plane.kubectl("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
+
+
+def alice_replicas(emulator: KusciaDoubleThread, serving: str) -> int | None:
+    """Replicas Kuscia runs for party alice of `serving`, None when there is no such serving."""
+    parties = (emulator.servings.get(serving) or {}).get("parties") or []
+    return next((p["replicas"] for p in parties if p["domain_id"] == "alice"), None)
+
+
+def ready_for_generation(cp: ControlPlane, namespace: str, name: str) -> bool:
+    ready = condition(obj := cp.get("paddleservice", name, namespace), "Ready")
+    return ready.get("status") == "True" and ready.get("observedGeneration") == obj["metadata"]["generation"]
+
+
 # ---- a fleet of PaddleServices --------------------------------------------------------------------------
 
 
@@ -169,13 +242,8 @@ def endpoint(image: str, tag: str) -> Obj:
     return {"containerImage": image, "tag": tag, "port": 9292}
 
 
-def knative_spec(tag: str, canary_tag: str | None = None, percent: int | None = None) -> Obj:
-    spec: Obj = {"default": endpoint(IMAGE, tag)}
-    if canary_tag is not None:
-        spec["canary"] = endpoint(CANARY_IMAGE, canary_tag)
-        if percent is not None:
-            spec["canaryTrafficPercent"] = percent
-    return spec
+def knative_spec(tag: str) -> Obj:
+    return {"default": endpoint(IMAGE, tag)}
 
 
 _KUSCIA_SAMPLE = yaml.safe_load((SAMPLES / "paddleservice-kuscia.yaml").read_text())["spec"]
@@ -370,7 +438,9 @@ def wait_converged(
         lambda: fleet_problems(cp, namespace, fleet, emulator),
         timeout=timeout,
         what="the fleet to converge",
-        stall=45,  # longer than any backoff (10 s) plus a Kuscia rollout: a problem this old is stuck
+        # Longer than any backoff (10 s), a Kuscia rollout or a garbage-collector pass: a problem this old
+        # is stuck, and waiting for the full timeout would only burn CI time.
+        stall=60,
     )
 
 

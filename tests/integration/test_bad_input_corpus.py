@@ -33,7 +33,7 @@ KINDS = {"PaddleService", "KusciaJob", "KusciaDeployment"}
 # Reasons after which the operator keeps retrying with backoff: Kuscia's refusal can depend on state in
 # Kuscia (a missing AppImage, say) that changes without a change to the object. All others are final.
 RETRIED_REASONS = {"KusciaRequestRejected"}
-WINDOW = 10.0  # seconds of observation for the backoff check
+WINDOW = 8.0  # seconds of observation for the backoff check
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ changing and deleting PaddleServices. Whatever happens in between, the end state
 
 The edits come from a seeded RNG (PADDLE_KUSCIA_CHAOS_SEED overrides the seed), so a failing run can be replayed.
 Kill moments are tied to the operator's own progress (a random number of reconciles after the last edit), so
-they land in the middle of real work rather than in idle time.
+they land in the middle of real work rather than in idle time. The last test replays, deterministically, the
+one loss the random kills found: a Kuscia update sent just before a crash, then reverted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chaos_support import (
     Fleet,
     Incarnations,
     Obj,
+    alice_replicas,
     announce,
     apply_all,
     delete_all,
@@ -28,11 +30,13 @@ from chaos_support import (
     emulator,
     endpoint,
     fleet_problems,
+    frozen_status,
     incarnations,
     is_kuscia,
     knative_spec,
     kuscia_spec,
     orphan_knative_services,
+    ready_for_generation,
     reconciles,
     wait_converged,
     wait_no_orphans,
@@ -40,10 +44,10 @@ from chaos_support import (
 )
 from kuscia_fixtures import operator_args
 
-from support.control_plane import ControlPlane
+from support.control_plane import ControlPlane, wait_for
 from support.kuscia_double import KusciaDoubleThread
 
-__all__ = ["emulator", "incarnations"]
+__all__ = ["emulator", "frozen_status", "incarnations"]
 
 pytestmark = pytest.mark.chaos
 
@@ -220,3 +224,32 @@ def test_apiserver_restarts_during_a_rollout_then_everything_converges(
         f"deletes={c.deletes} live={len(fleet.desired)} converged-after-last-restart={took:.0f}s "
         f"total={time.monotonic() - started:.0f}s",
     )
+
+
+def test_a_kuscia_update_sent_just_before_a_crash_is_not_lost_when_the_spec_reverts(
+    control_plane: ControlPlane,
+    emulator: KusciaDoubleThread,
+    incarnations: Callable[..., Incarnations],
+    frozen_status: Callable[[str, str, bool], None],
+) -> None:
+    """replicas 1 -> 3 reaches Kuscia, then the operator dies before its status write lands; meanwhile the
+    spec goes back to 1. The next operator must still bring Kuscia back to 1: the status only records what
+    was sent before the crash, not what Kuscia runs."""
+    cp, ns, name = control_plane, control_plane.create_namespace("chaos-crash"), "revert"
+    operators = incarnations(operator_args(ns, emulator))
+    operator = operators.start()
+    apply_all(cp, ns, {name: kuscia_spec(1)})
+    wait_for(lambda: ready_for_generation(cp, ns, name), timeout=60, what="Ready with 1 replica")
+    frozen_status(ns, name, True)  # the status write after the next send cannot land
+
+    apply_all(cp, ns, {name: kuscia_spec(3)})
+    wait_for(lambda: alice_replicas(emulator, name) == 3, timeout=30, what="Kuscia running 3 replicas")
+    operator.kill()
+    apply_all(cp, ns, {name: kuscia_spec(1)})  # back to what the last written status recorded
+    frozen_status(ns, name, False)
+    operators.start()
+    wait_for(lambda: ready_for_generation(cp, ns, name), timeout=60, what="Ready for the reverted generation")
+    wait_for(
+        lambda: alice_replicas(emulator, name) == 1, timeout=15, what="Kuscia back at 1 replica for alice"
+    )
+    delete_everything(cp, ns)
