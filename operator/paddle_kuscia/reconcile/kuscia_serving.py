@@ -123,6 +123,19 @@ async def reconcile_kuscia_serving(
         hub.set_applied(conn, old_id, None)
         applied_hash = None
     remote = hub.remote("ps", conn, sid)
+    if (
+        applied_hash == wanted_hash
+        and hub.applied(conn, sid) is None
+        and isinstance(remote, dict)
+        and hub.first_look(conn, sid)
+        and _replicas_drifted(request, remote)
+    ):
+        # The recorded digest may predate an update a crashed predecessor sent (its status write lost):
+        # Kuscia runs other replicas than the spec asks for, so send the spec once more.
+        logger.info(
+            "Kuscia serving differs from the recorded spec serving_id=%s namespace=%s name=%s", sid, *key
+        )
+        applied_hash = None if remote == MISSING else "drifted"
     sent = False
     try:
         if applied_hash is None or remote == MISSING:
@@ -163,6 +176,18 @@ async def reconcile_kuscia_serving(
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
     return None
+
+
+def _replicas_drifted(request: dict[str, Any], detail: dict[str, Any]) -> bool:
+    for party in request.get("parties") or []:
+        for seen in detail.get("party_statuses") or []:
+            same = seen.get("domain_id") == party["domain_id"] and (seen.get("role") or "") == party.get(
+                "role", ""
+            )
+            known = "replicas" in party and seen.get("replicas") is not None
+            if same and known and int(seen["replicas"]) != int(party["replicas"]):
+                return True
+    return False
 
 
 async def _refuse(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:

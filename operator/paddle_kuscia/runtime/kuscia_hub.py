@@ -110,6 +110,7 @@ class KusciaHub:
         self._timeout = ctx.config.kuscia_timeout
         self.polls = 0
         self._applied: dict[tuple[str, str], str] = {}
+        self._verified: set[tuple[str, str]] = set()
 
     # ---- connections ------------------------------------------------------------------------------
 
@@ -216,6 +217,13 @@ class KusciaHub:
             self._applied.pop((conn.id, remote_id), None)
         else:
             self._applied[(conn.id, remote_id)] = digest
+
+    def first_look(self, conn: Connection, remote_id: str) -> bool:
+        """True once per serving and process: the first time its polled state may be checked for drift."""
+        if (conn.id, remote_id) in self._verified:
+            return False
+        self._verified.add((conn.id, remote_id))
+        return True
 
     def remote(self, kind: str, conn: Connection, remote_id: str) -> Any:
         return conn.remote[kind].get(remote_id)
