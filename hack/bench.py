@@ -133,7 +133,7 @@ def stop_pid(popen: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> No
         popen.wait()
 
 
-def versions(plane: ControlPlane) -> dict[str, Any]:
+def versions(plane: ControlPlane, source: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version()}
     for package in ("kopf", "httpx", "pydantic", "aiohttp", "kubernetes"):
         with contextlib.suppress(pkg_metadata.PackageNotFoundError):
@@ -155,15 +155,16 @@ def versions(plane: ControlPlane) -> dict[str, Any]:
         [*git, "status", "--porcelain", "--", "operator"], capture_output=True, text=True
     ).stdout
     out["operator_dirty_files"] = len(dirty.splitlines())
-    out["operator_tree_sha256"] = operator_tree_digest()
+    out["operator_tree_sha256"] = operator_tree_digest(source)
+    out["operator_source"] = str(source)
     return out
 
 
-def operator_tree_digest() -> str:
+def operator_tree_digest(source: Path = ROOT / "operator") -> str:
     """Which operator code ran: others edit the working tree while benchmarks run."""
     h = hashlib.sha256()
-    for file in sorted((ROOT / "operator" / "paddle_kuscia").rglob("*.py")):
-        h.update(file.relative_to(ROOT).as_posix().encode() + b"\0" + file.read_bytes())
+    for file in sorted((source / "paddle_kuscia").rglob("*.py")):
+        h.update(file.relative_to(source).as_posix().encode() + b"\0" + file.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -233,8 +234,8 @@ async def create_all(
 class Operator:
     """`paddle-kuscia run --standalone` under the operator's ServiceAccount, as a subprocess."""
 
-    def __init__(self, plane: ControlPlane, log_path: Path, args: list[str]) -> None:
-        self.plane, self.log_path, self.args = plane, log_path, args
+    def __init__(self, plane: ControlPlane, log_path: Path, args: list[str], source: Path) -> None:
+        self.plane, self.log_path, self.args, self.source = plane, log_path, args, source
         self.liveness = free_port()
         self.metrics_port = free_port()
         self.popen: subprocess.Popen[bytes] | None = None
@@ -260,8 +261,8 @@ class Operator:
             *self.args,
         ]
         env = self.plane.env(self.plane.operator_kubeconfig)
-        env["PYTHONPATH"] = str(ROOT / "operator")
-        self.tree = operator_tree_digest()
+        env["PYTHONPATH"] = str(self.source)
+        self.tree = operator_tree_digest(self.source)
         with self.log_path.open("ab") as out:
             self.started = time.monotonic()
             self.popen = subprocess.Popen(
@@ -565,7 +566,7 @@ class Bench:
         self.result["knative_sim"] = await self.sim.start(self.admin)
         log(f"Knative simulator {self.result['knative_sim']}")
         await self.create_namespaces(self.rollout_ns + ([] if self.args.skip_kuscia else [self.kuscia_ns]))
-        self.result["versions"] = versions(self.plane)
+        self.result["versions"] = versions(self.plane, self.args.operator_source.resolve())
         self.track_cpu()
 
     async def create_namespaces(self, names: list[str]) -> None:
@@ -700,9 +701,8 @@ class Bench:
 
     async def start_operator(self, namespaces: list[str], tag: str, *extra: str) -> Operator:
         assert self.plane is not None
-        op = Operator(
-            self.plane, self.out_dir / f"operator-{tag}.log", self.operator_args(namespaces, *extra)
-        )
+        log_path = self.out_dir / f"operator-{tag}.log"
+        op = Operator(self.plane, log_path, self.operator_args(namespaces, *extra), self.args.operator_source)
         op.start()
         self.operators.append(op)
         self.background.append(asyncio.create_task(op.sample_rss()))
@@ -1123,6 +1123,8 @@ def report(r: dict[str, Any]) -> str:
         f"{v.get('kube_apiserver')}  etcd {v.get('etcd')}  git {v.get('git_commit')} "
         f"(+{v.get('operator_dirty_files')} dirty operator files, tree {v.get('operator_tree_sha256')})",
     ]
+    if v.get("operator_source") != str((ROOT / "operator").resolve()):
+        out.append(f"operator source: {v.get('operator_source')} (not the working tree)")
     trees = r.get("operator_tree_by_phase") or {}
     if len(set(trees.values())) > 1:
         out.append(f"WARNING: the operator code changed during the run: {trees}")
@@ -1276,6 +1278,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--settle-timeout", type=float, default=180.0)
     p.add_argument("--timeout", type=float, default=None, help="rollout deadline (default max(600, 0.6 N) s)")
     p.add_argument("--operator-arg", action="append", default=[], help="extra `paddle-kuscia run` argument")
+    p.add_argument(
+        "--operator-source",
+        type=Path,
+        default=ROOT / "operator",
+        help="directory holding the paddle_kuscia package to run (A/B a tuning change from a copy)",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="record the operator during the rollout (raw stacks)")
     p.add_argument("--out-dir", help="logs and outputs (default a new temporary directory)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
