@@ -333,8 +333,8 @@ class Operator:
 class Simulator:
     """hack/knative-sim as a process, so its CPU is its own; reused when one already holds the lease."""
 
-    def __init__(self, plane: ControlPlane, out_dir: Path, ready_delay: float) -> None:
-        self.plane, self.out_dir, self.ready_delay = plane, out_dir, ready_delay
+    def __init__(self, plane: ControlPlane, out_dir: Path, ready_delay: float, workers: int) -> None:
+        self.plane, self.out_dir, self.ready_delay, self.workers = plane, out_dir, ready_delay, workers
         self.popen: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
 
@@ -356,6 +356,8 @@ class Simulator:
                     str(pid_file),
                     "--ready-delay",
                     str(self.ready_delay),
+                    "--workers",
+                    str(self.workers),
                     "--log-level",
                     "WARNING",
                 ],
@@ -479,6 +481,7 @@ class Bench:
             "workers": args.workers,
             "create_concurrency": args.create_concurrency,
             "ready_delay": args.ready_delay,
+            "sim_workers": args.sim_workers,
             "machine": proc.machine(),
             "out_dir": str(self.out_dir),
         }
@@ -562,7 +565,7 @@ class Bench:
         )
         self.audit = apiserver.AuditLog(self.plane.audit_log)
         self.admin = Kube(self.plane.admin_kubeconfig, connections=max(self.args.create_concurrency, 8))
-        self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay)
+        self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay, self.args.sim_workers)
         self.result["knative_sim"] = await self.sim.start(self.admin)
         log(f"Knative simulator {self.result['knative_sim']}")
         await self.create_namespaces(self.rollout_ns + ([] if self.args.skip_kuscia else [self.kuscia_ns]))
@@ -1274,6 +1277,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kuscia-window", type=int, default=5, help="steady-state window, in poll intervals")
     p.add_argument("--create-concurrency", type=int, default=32, help="the harness's creates in flight")
     p.add_argument("--ready-delay", type=float, default=0.3, help="Knative simulator revision ready delay")
+    p.add_argument("--sim-workers", type=int, default=4, help="Knative simulator reconciles in flight")
     p.add_argument("--settle-seconds", type=float, default=10.0, help="quiet time before the idle window")
     p.add_argument("--settle-timeout", type=float, default=180.0)
     p.add_argument("--timeout", type=float, default=None, help="rollout deadline (default max(600, 0.6 N) s)")

@@ -48,6 +48,10 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    if not args.verbose:
+        # kopf says "Handler ... succeeded" for every watch event it passes us (tens of thousands in a
+        # large rollout); our own log says what changed. Its warnings and errors still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         from .runtime import metrics
 

@@ -20,6 +20,7 @@ from paddle_kuscia.adapters.kuscia import (
 )
 from paddle_kuscia.runtime.context import Config
 from paddle_kuscia.runtime.kuscia_hub import KusciaHub, NoKusciaConnection, describe
+from paddle_kuscia.runtime.queue import Priority
 from paddle_kuscia.status.kuscia import MISSING
 from support.certs import Pki, generate_pki
 from support.kuscia_double import KusciaDouble
@@ -32,7 +33,9 @@ STEP = 3600.0
 class RecordingQueue:
     added: list[Any] = field(default_factory=list)
 
-    def add(self, key: Any) -> None:
+    def add(self, key: Any, priority: Priority = Priority.CHANGE) -> None:
+        # A status seen on Kuscia is a refresh: it must never jump ahead of spec changes.
+        assert priority == Priority.REFRESH
         self.added.append(key)
 
 

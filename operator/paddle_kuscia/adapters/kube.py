@@ -1,8 +1,13 @@
 """A small async Kubernetes API client for the writes and reads the reconcilers make.
 
-kopf does the watching; this client does everything else over one pooled httpx connection, with the
-credentials that the `kubernetes` package resolves from a kubeconfig or the in-cluster ServiceAccount.
+kopf does the watching; this client does everything else over one pool of keep-alive connections, with
+the credentials that the `kubernetes` package resolves from a kubeconfig or the in-cluster ServiceAccount.
 Wire errors become a few typed exceptions, so reconcilers can tell "retry later" from "give up".
+
+The transport is aiohttp, which kopf already runs on: `hack/bench.py --n 1000` measured the operator at
+13.5 CPU seconds to converge with httpx and 5.8 with aiohttp plus the kopf settings in `handlers`, on a
+machine where the operator shares two cores with the API server it is waiting for. (The Kuscia client
+keeps httpx: a few calls per poll interval.)
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -112,29 +117,40 @@ class KubeClient:
         on_request: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         cfg = _load_configuration()
-        ctx = (
-            ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            if cfg.verify_ssl
-            else ssl.create_default_context()
-        )
+        if cfg.verify_ssl:
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        else:  # insecure-skip-tls-verify in the kubeconfig
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         if cfg.cert_file and cfg.key_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         self._cfg = cfg
+        self._base = cfg.host.rstrip("/")
+        self._ssl = ctx
+        self._max_connections = max_connections
+        self._timeout = timeout
         self._refreshed = time.monotonic()
         self._on_request = on_request
         # The process id in the user agent lets the audit log tell two instances (HA) apart.
         agent = f"paddle-kuscia-operator/{_version()} (pid {os.getpid()})"
-        headers = {"Accept": "application/json", "User-Agent": agent}
-        self._http = httpx.AsyncClient(
-            base_url=cfg.host,
-            verify=ctx,
-            headers=headers,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        self._headers = {"Accept": "application/json", "User-Agent": agent}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the event loop it will serve.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def _auth(self) -> dict[str, str]:
         # Tokens may be rotated on disk (projected ServiceAccount tokens, exec plugins): ask each time.
@@ -158,26 +174,30 @@ class KubeClient:
         content = None
         if body is not None:
             headers["Content-Type"] = content_type
-            content = json.dumps(body)
+            content = json.dumps(body).encode()
         started = time.monotonic()
         try:
-            resp = await self._http.request(method, path, content=content, headers=headers, params=params)
-        except httpx.TransportError as err:
+            async with self._http().request(
+                method, self._base + path, data=content, headers=headers, params=params
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as err:
             if self._on_request:
                 self._on_request(method, path, 0, time.monotonic() - started)
             raise KubeError(0, f"{method} {path}: {type(err).__name__}: {err}") from err
         if self._on_request:
-            self._on_request(method, path, resp.status_code, time.monotonic() - started)
-        if resp.status_code >= 400:
+            self._on_request(method, path, status, time.monotonic() - started)
+        if status >= 400:
+            text = raw.decode(errors="replace")
             try:
-                message = resp.json().get("message", resp.text)
-            except ValueError:
-                message = resp.text
+                message = json.loads(raw).get("message", text)
+            except (ValueError, AttributeError):
+                message = text
             cls = {404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid, 403: Forbidden}.get(
-                resp.status_code, KubeError
+                status, KubeError
             )
-            raise cls(resp.status_code, f"{method} {path}: {message}")
-        return resp.json() if resp.content else {}
+            raise cls(status, f"{method} {path}: {message}")
+        return json.loads(raw) if raw else {}
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))

@@ -26,7 +26,7 @@ from ..runtime.cache import Key, ObjectCache, key_of
 from ..runtime.context import Config, Context
 from ..runtime.kuscia_hub import KusciaHub
 from ..runtime.leader import LeaderElector
-from ..runtime.queue import WorkQueue
+from ..runtime.queue import Priority, WorkQueue
 
 logger = logging.getLogger("paddle_kuscia")
 
@@ -69,6 +69,21 @@ async def _prime(ctx: Context) -> None:
                 cache.store(item)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a diff base (a deep copy of the body, then a diff) for every event, for on.create/update
+    handlers. We register none, so nothing ever reads it: skip the work. (Register a changing handler and
+    this must go.)"""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return None
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _ctx
@@ -77,6 +92,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    settings.persistence.diffbase_storage = _NoDiffBase()
     kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
     ctx = Context(config=CONFIG, kube=kube)
     ctx.kuscia = KusciaHub(ctx)
@@ -175,7 +191,9 @@ async def knative_service_event(event: dict[str, Any], **_: Any) -> None:
     elif not ctx.knative_services.store(obj):
         return
     if ctx.paddleservices.get(owner) is not None:
-        ctx.queues["PaddleService"].add(owner)
+        # A deleted Knative Service must be recreated (a change); anything else is a status step.
+        deleted = event.get("type") == "DELETED"
+        ctx.queues["PaddleService"].add(owner, Priority.CHANGE if deleted else Priority.REFRESH)
 
 
 @kopf.on.event("serving.knative.dev", "v1", "revisions")
@@ -195,7 +213,7 @@ async def revision_event(event: dict[str, Any], **_: Any) -> None:
         return
     service = (obj.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/service")
     if service and ctx.paddleservices.get((key[0], service)) is not None:
-        ctx.queues["PaddleService"].add((key[0], service))
+        ctx.queues["PaddleService"].add((key[0], service), Priority.REFRESH)
 
 
 def _mirrored(obj: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from ..adapters.kuscia import (
 from ..status.kuscia import JOB_TERMINAL, MISSING, Problem
 from . import metrics
 from .cache import Key
+from .queue import Priority
 
 logger = logging.getLogger("paddle_kuscia")
 
@@ -319,7 +320,7 @@ class KusciaHub:
         queue = self._ctx.queues.get(KINDS[kind])
         for key in list(keys):
             if queue is not None:
-                queue.add(key)
+                queue.add(key, Priority.REFRESH)
 
     def _enqueue_route(self, conn: Connection, route: str) -> None:
         for kind in ROUTES[route]:
