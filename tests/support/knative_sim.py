@@ -620,17 +620,44 @@ class _Store:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], Obj] = {}
         self._tombstones: dict[tuple[str, str], int] = {}
+        # Indexes, as client-go's indexers keep them: by namespace, and by namespace + label.
+        self._by_ns: dict[str, dict[str, Obj]] = {}
+        self._by_label: dict[tuple[str, str, str], set[str]] = {}
 
     def get(self, namespace: str, name: str) -> Obj | None:
         return self._items.get((namespace, name))
 
     def list(self, namespace: str, labels: dict[str, str] | None = None) -> list[Obj]:
-        out = [
-            obj
-            for (ns, _), obj in self._items.items()
-            if ns == namespace and all(_labels(obj).get(k) == v for k, v in (labels or {}).items())
-        ]
+        in_ns = self._by_ns.get(namespace) or {}
+        if labels:
+            first, *rest = labels.items()
+            names = self._by_label.get((namespace, *first)) or set()
+            out = [in_ns[n] for n in names if all(_labels(in_ns[n]).get(k) == v for k, v in rest)]
+        else:
+            out = list(in_ns.values())
         return sorted(out, key=lambda o: _meta(o)["name"])
+
+    def names(self, namespace: str) -> list[str]:
+        return list(self._by_ns.get(namespace) or ())
+
+    def _index(self, key: tuple[str, str], old: Obj | None, new: Obj | None) -> None:
+        ns, name = key
+        for k, v in _labels(old).items() if old is not None else ():
+            names = self._by_label.get((ns, k, v))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_label[(ns, k, v)]
+        if new is None:
+            in_ns = self._by_ns.get(ns)
+            if in_ns is not None:
+                in_ns.pop(name, None)
+                if not in_ns:
+                    del self._by_ns[ns]
+            return
+        self._by_ns.setdefault(ns, {})[name] = new
+        for k, v in _labels(new).items():
+            self._by_label.setdefault((ns, k, v), set()).add(name)
 
     def upsert(self, obj: Obj) -> bool:
         key = (_meta(obj)["namespace"], _meta(obj)["name"])
@@ -639,12 +666,16 @@ class _Store:
             return False
         self._tombstones.pop(key, None)
         self._items[key] = obj
+        self._index(key, old, obj)
         return True
 
     def delete(self, obj: Obj) -> bool:
         key = (_meta(obj)["namespace"], _meta(obj)["name"])
         self._tombstones[key] = max(_rv(obj), self._tombstones.get(key, 0))
-        return self._items.pop(key, None) is not None
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._index(key, old, None)
+        return old is not None
 
     def replace(self, objs: list[Obj], resource_version: str) -> list[Obj]:
         """Swap in a fresh list; return every object that was added, changed or removed."""
@@ -656,6 +687,9 @@ class _Store:
         for obj in removed:
             self._tombstones[(_meta(obj)["namespace"], _meta(obj)["name"])] = listed_at
         self._items = fresh
+        self._by_ns, self._by_label = {}, {}
+        for key, obj in fresh.items():
+            self._index(key, None, obj)
         return changed + removed
 
 
@@ -1131,16 +1165,16 @@ class KnativeSimulator:
         if resource in (CONFIGURATIONS, ROUTES) and (owner := _controller_name(obj, "Service")):
             add((SERVICES, ns, owner))
         if resource in (CONFIGURATIONS, REVISIONS):
-            for route in self._stores[ROUTES].list(ns):
-                add((ROUTES, ns, _meta(route)["name"]))
+            for route in self._stores[ROUTES].names(ns):
+                add((ROUTES, ns, route))
         if resource == REVISIONS:
             # Configurations list revisions by label and look up BYO names; Services check BYO names too.
             for dependent in (CONFIGURATIONS, SERVICES):
-                for other in self._stores[dependent].list(ns):
-                    add((dependent, ns, _meta(other)["name"]))
+                for other in self._stores[dependent].names(ns):
+                    add((dependent, ns, other))
         if resource == ROUTES:
-            for rev in self._stores[REVISIONS].list(ns):  # routing decides scale-to-zero
-                add((REVISIONS, ns, _meta(rev)["name"]))
+            for rev in self._stores[REVISIONS].names(ns):  # routing decides scale-to-zero
+                add((REVISIONS, ns, rev))
         if resource == REVISIONS and _meta(obj).get("uid") and self._stores[REVISIONS].get(ns, name) is None:
             self._deploy_started.pop(_meta(obj)["uid"], None)
             self._idle_since.pop(_meta(obj)["uid"], None)
