@@ -23,7 +23,7 @@ from ..reconcile.kuscia_mirrors import (
 from ..reconcile.paddleservice import reconcile_paddleservice
 from ..runtime import metrics
 from ..runtime.cache import Key, ObjectCache, key_of
-from ..runtime.context import Config, Context
+from ..runtime.context import Config, Context, slim_object
 from ..runtime.kuscia_hub import KusciaHub
 from ..runtime.leader import LeaderElector
 from ..runtime.queue import Priority, WorkQueue
@@ -31,6 +31,7 @@ from ..runtime.queue import Priority, WorkQueue
 logger = logging.getLogger("paddle_kuscia")
 
 CONFIG = Config()
+LIST_CHUNK = 500  # objects per page of an initial list
 _ctx: Context | None = None
 
 
@@ -41,10 +42,12 @@ def context() -> Context:
 
 
 def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether a change can alter what we do: spec (generation), deletion, finalizers, labels, annotations."""
+    """Whether a change can alter what we do: spec (generation), deletion, finalizers, labels, annotations.
+
+    `old` comes from a cache, which keeps slimmed copies: compare like with like."""
     if old is None:
         return True
-    a, b = old.get("metadata", {}), new.get("metadata", {})
+    a, b = old.get("metadata", {}), slim_object(new).get("metadata", {})
     return any(
         a.get(k) != b.get(k)
         for k in ("generation", "deletionTimestamp", "finalizers", "labels", "annotations", "uid")
@@ -58,15 +61,20 @@ async def _prime(ctx: Context) -> None:
     scopes = CONFIG.namespaces or [None]
     for resource, cache in ((KNATIVE_SERVICES, ctx.knative_services), (KNATIVE_REVISIONS, ctx.revisions)):
         for namespace in scopes:
-            try:
-                listing = await ctx.kube.request("GET", resource.path(namespace))
-            except KubeError as err:
-                logger.warning("Could not list %s before start: %s", resource.plural, err)
-                continue
-            for item in listing.get("items") or []:
-                item.setdefault("apiVersion", resource.api_version)
-                item.setdefault("kind", resource.kind)
-                cache.store(item)
+            params = {"limit": str(LIST_CHUNK)}
+            while True:  # in pages, so a large cluster never sits in memory as one parsed list
+                try:
+                    page = await ctx.kube.request("GET", resource.path(namespace), params=params)
+                except KubeError as err:
+                    logger.warning("Could not list %s before start: %s", resource.plural, err)
+                    break
+                for item in page.get("items") or []:
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                    cache.store(item)
+                params["continue"] = (page.get("metadata") or {}).get("continue") or ""
+                if not params["continue"]:
+                    break
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -93,6 +101,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     settings.persistence.diffbase_storage = _NoDiffBase()
+    settings.watching.chunk_size = LIST_CHUNK  # kopf's initial lists, in pages too
     kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
     ctx = Context(config=CONFIG, kube=kube)
     ctx.kuscia = KusciaHub(ctx)

@@ -31,6 +31,22 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim_object(obj: dict[str, Any]) -> dict[str, Any]:
+    """Our own objects minus what no reconcile reads: managedFields, and the copy of the whole object that
+    client-side `kubectl apply` keeps in an annotation. Both grow with the object; at a few thousand
+    objects they are most of the cache."""
+    meta = obj.get("metadata") or {}
+    if "managedFields" not in meta and LAST_APPLIED not in (meta.get("annotations") or {}):
+        return obj
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if LAST_APPLIED in (meta.get("annotations") or {}):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
 def slim_revision(obj: dict[str, Any]) -> dict[str, Any]:
     """Revisions are kept only for readiness and replicas; dropping the rest keeps memory flat at scale."""
     meta = obj.get("metadata", {})
@@ -90,11 +106,11 @@ def slim_knative_service(obj: dict[str, Any]) -> dict[str, Any]:
 class Context:
     config: Config
     kube: KubeClient
-    paddleservices: ObjectCache = field(default_factory=ObjectCache)
+    paddleservices: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
     knative_services: ObjectCache = field(default_factory=lambda: ObjectCache(slim_knative_service))
     revisions: IndexedCache = field(default_factory=lambda: IndexedCache(revision_service, slim_revision))
-    kuscia_jobs: ObjectCache = field(default_factory=ObjectCache)
-    kuscia_deployments: ObjectCache = field(default_factory=ObjectCache)
+    kuscia_jobs: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
+    kuscia_deployments: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
     # Per object: what we last told the user through a Warning Event, so it is said once per generation.
     warned: dict[tuple[str, str], int] = field(default_factory=dict)
     queues: dict[str, Any] = field(default_factory=dict)
