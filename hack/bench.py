@@ -1064,7 +1064,8 @@ class Bench:
             loop.add_signal_handler(sig, self.on_signal, main)
         try:
             await self.setup()
-            await self.floor(1)
+            if self.args.floor_runs > 0:
+                await self.floor(1)
             op = await self.rollout()
             await self.idle(op)
             await self.restart(op)
@@ -1267,7 +1268,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="spread the N objects over this many namespaces (the operator gets one --namespace each)",
     )
     p.add_argument(
-        "--floor-runs", type=int, choices=(1, 2), default=2, help="floor before (and after) the rollout"
+        "--floor-runs",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        help="floor before (and after) the rollout; 0 skips it (a memory or latency run, no ratio)",
     )
     p.add_argument("--kuscia-n", type=int, default=None, help="KusciaJobs (default min(N, 250))")
     p.add_argument(

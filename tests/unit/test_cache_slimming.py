@@ -60,3 +60,35 @@ def test_a_cached_object_compares_equal_to_the_same_raw_event() -> None:
     assert _significant(old, paddleservice(annotations={"note": "changed", LAST_APPLIED: "x"}))
     assert _significant(old, paddleservice(finalizers=["f"]))
     assert _significant(old, paddleservice(deletionTimestamp="2026-11-22T00:00:00Z"))
+
+
+def test_reads_are_copies_and_an_older_version_never_replaces_a_newer_one() -> None:
+    cache = ObjectCache(slim_object)
+    assert cache.store(paddleservice(resourceVersion="10"))
+    first = cache.get(("n", "s"))
+    assert first is not None
+    first["spec"]["default"]["tag"] = "changed by a careless caller"
+    assert cache.get(("n", "s"))["spec"]["default"]["tag"] == "v1"
+    assert not cache.store(paddleservice(resourceVersion="9"))  # a late watch event
+    assert cache.get(("n", "s"))["metadata"]["resourceVersion"] == "10"
+    assert cache.store(paddleservice(resourceVersion="11"))
+    assert [key for key, _ in cache.items()] == [("n", "s")] and ("n", "s") in cache
+
+
+def test_the_index_follows_an_object_that_moves_and_forgets_it_when_it_goes() -> None:
+    from paddle_kuscia.runtime.cache import IndexedCache
+    from paddle_kuscia.runtime.context import revision_service, slim_revision
+
+    def revision(name: str, service: str, rv: str) -> dict:
+        labels = {"serving.knative.dev/service": service}
+        return {"metadata": {"name": name, "namespace": "n", "resourceVersion": rv, "labels": labels}}
+
+    cache = IndexedCache(revision_service, slim_revision)
+    cache.store(revision("r1", "a", "1"))
+    cache.store(revision("r2", "a", "2"))
+    assert [r["metadata"]["name"] for r in cache.by_index(("n", "a"))] == ["r1", "r2"]
+    cache.store(revision("r2", "b", "3"))  # relabelled
+    assert [r["metadata"]["name"] for r in cache.by_index(("n", "a"))] == ["r1"]
+    assert [r["metadata"]["name"] for r in cache.by_index(("n", "b"))] == ["r2"]
+    cache.forget(("n", "r1"))
+    assert cache.by_index(("n", "a")) == [] and len(cache) == 1
