@@ -31,7 +31,7 @@ from ..runtime.queue import Priority, WorkQueue
 logger = logging.getLogger("paddle_kuscia")
 
 CONFIG = Config()
-LIST_CHUNK = 500  # objects per page of an initial list
+LIST_CHUNK = 500  # objects per page when priming the caches
 _ctx: Context | None = None
 
 
@@ -101,14 +101,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     settings.persistence.diffbase_storage = _NoDiffBase()
-    settings.watching.chunk_size = LIST_CHUNK  # kopf's initial lists, in pages too
+    # kopf's initial lists, in pages too: small ones, since each watch stream (one per resource and
+    # namespace) holds its current page until every object on it has been handed to a worker.
+    settings.watching.chunk_size = 100
     # kopf runs a worker per object, holding that object's last event until no event came for
-    # `idle_timeout` (default 5 s), and starts one for every object at once when it lists (default: no
-    # limit). Our handlers only file the event, so a short idle and a bounded number of workers cost
-    # nothing in speed, while a restart over 5000 PaddleServices (15000 objects with their Knative
-    # Services and Revisions) no longer holds every listed body in memory at the same time.
-    settings.queueing.idle_timeout = 0.5
-    settings.queueing.worker_limit = 1000
+    # `idle_timeout` (default 5 s), and starts one for every listed object at once (no limit by default;
+    # the limit is per watch stream, i.e. per resource and namespace). Our handlers only file the event,
+    # so short-lived workers in bounded numbers cost nothing in speed, while a restart over thousands of
+    # PaddleServices (three times as many objects with their Knative Services and Revisions) no longer
+    # holds every listed body in memory at the same time.
+    settings.queueing.idle_timeout = 0.1
+    settings.queueing.worker_limit = 100
     kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
     ctx = Context(config=CONFIG, kube=kube)
     ctx.kuscia = KusciaHub(ctx)
