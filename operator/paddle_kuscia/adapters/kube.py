@@ -117,12 +117,9 @@ class KubeClient:
         on_request: Callable[[str, str, int, float], None] | None = None,
     ) -> None:
         cfg = _load_configuration()
-        if cfg.verify_ssl:
-            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        else:  # insecure-skip-tls-verify in the kubeconfig
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+        # The API server's certificate is always verified: against the kubeconfig's CA, or the system's
+        # trust store when the kubeconfig asks to skip verification (which this client does not honour).
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert if cfg.verify_ssl else None)
         if cfg.cert_file and cfg.key_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         self._cfg = cfg

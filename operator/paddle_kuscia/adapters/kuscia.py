@@ -727,7 +727,9 @@ class BfiaClient:
                 )
             verify = credentials.ssl_context()
         elif scheme == "http":
-            verify = False  # no TLS at all on a plain-HTTP URL; nothing to verify
+            # Kuscia's BFIA port (8084) speaks plain HTTP behind its gateway. Verification stays on, so a
+            # redirect or a later switch to https can never go unverified.
+            verify = True
         else:
             raise KusciaCredentialsError(f"BFIA URL must be http:// or https://, got {base_url!r}")
         self.base_url = base_url

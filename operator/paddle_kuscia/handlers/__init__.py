@@ -209,7 +209,7 @@ async def knative_service_event(event: dict[str, Any], **_: Any) -> None:
         ctx.knative_services.forget(key)
     elif not ctx.knative_services.store(obj):
         return
-    if ctx.paddleservices.get(owner) is not None:
+    if owner in ctx.paddleservices:
         # A deleted Knative Service must be recreated (a change); anything else is a status step.
         deleted = event.get("type") == "DELETED"
         ctx.queues["PaddleService"].add(owner, Priority.CHANGE if deleted else Priority.REFRESH)
@@ -231,7 +231,7 @@ async def revision_event(event: dict[str, Any], **_: Any) -> None:
     if before is not None and after is not None and before.get("status") == after.get("status"):
         return
     service = (obj.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/service")
-    if service and ctx.paddleservices.get((key[0], service)) is not None:
+    if service and (key[0], service) in ctx.paddleservices:
         ctx.queues["PaddleService"].add((key[0], service), Priority.REFRESH)
 
 
@@ -243,14 +243,14 @@ def _mirrored(obj: dict[str, Any]) -> bool:
 @kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments")
 async def kuscia_deployment_event(event: dict[str, Any], **_: Any) -> None:
     ctx = context()
-    if _mirrored(event["object"]) or ctx.kuscia_deployments.get(key_of(event["object"])) is not None:
+    if _mirrored(event["object"]) or key_of(event["object"]) in ctx.kuscia_deployments:
         _feed(ctx.kuscia_deployments, "KusciaDeployment", event, forget_extra=ctx.kuscia.forget_deployment)
 
 
 @kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciajobs")
 async def kuscia_job_event(event: dict[str, Any], **_: Any) -> None:
     ctx = context()
-    if _mirrored(event["object"]) or ctx.kuscia_jobs.get(key_of(event["object"])) is not None:
+    if _mirrored(event["object"]) or key_of(event["object"]) in ctx.kuscia_jobs:
         _feed(ctx.kuscia_jobs, "KusciaJob", event, forget_extra=ctx.kuscia.forget_job)
 
 
