@@ -284,6 +284,7 @@ class KusciaHub:
             return
         conn.failures.pop(route, None)
         conn.retry_at.pop(route, None)
+        metrics.on_kuscia_poll(conn.url, route, None)
         if conn.problems.get(route) is not None:
             conn.problems[route] = None
             logger.info("Kuscia status poll succeeded again url=%s route=%s", conn.url, route)
@@ -304,6 +305,7 @@ class KusciaHub:
         delay = min(cfg.backoff_max, cfg.kuscia_poll_interval * 2 ** (failures - 1))
         conn.retry_at[route] = now + delay
         problem = describe(err)
+        metrics.on_kuscia_poll(conn.url, route, problem.reason)
         before = conn.problems.get(route)
         conn.problems[route] = problem
         if before is None or (before.status, before.reason) != (problem.status, problem.reason):

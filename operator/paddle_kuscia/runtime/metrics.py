@@ -1,8 +1,16 @@
-"""Prometheus metrics: reconciles, Kubernetes and Kuscia API calls, and objects by Ready state."""
+"""Prometheus metrics: reconciles, Kubernetes and Kuscia API calls, objects by Ready state, work queues,
+leadership and Kuscia status polls. docs/monitoring.md lists them with the alerts that use them.
+
+Per-object and per-queue series are computed at scrape time from the operator's own state, so a deleted
+object or a stopped queue leaves no stale series behind.
+"""
 
 from __future__ import annotations
 
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
@@ -37,31 +45,131 @@ def on_kuscia_call(route: str, outcome: str, seconds: float) -> None:
     KUSCIA_SECONDS.labels(route).observe(seconds)
 
 
+# Work queues that are running, by identity: kind -> a function returning how many keys wait for a worker.
+_queues: dict[int, tuple[str, Callable[[], int]]] = {}
+# Kuscia status polls: (url, route) -> [unix time of the last answered poll or None, failure reason or None]
+_polls: dict[tuple[str, str], list[Any]] = {}
+
+
+def watch_queue(queue: object, kind: str, depth: Callable[[], int]) -> None:
+    """A work queue started: report its depth, and that this instance reconciles."""
+    _queues[id(queue)] = (kind, depth)
+
+
+def unwatch_queue(queue: object) -> None:
+    _queues.pop(id(queue), None)
+
+
+def _public_url(url: str) -> str:
+    """The URL without user info, query or fragment: a metric label must never carry a credential."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def on_kuscia_poll(url: str, route: str, failure_reason: str | None) -> None:
+    """One batch status poll of a Kuscia connection answered (`failure_reason` None) or failed (the
+    condition reason it gives objects, e.g. KusciaUnavailable, KusciaAuthFailed)."""
+    state = _polls.setdefault((_public_url(url), route), [None, None])
+    if failure_reason is None:
+        state[0] = time.time()
+    state[1] = failure_reason
+
+
+def _ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c
+    return None
+
+
 class ReadyStateCollector(Collector):
-    """`paddle_kuscia_objects{kind, ready}` computed at scrape time from the operator's caches."""
+    """Scrape-time gauges from the operator's caches and runtime state.
+
+    `paddle_kuscia_objects{kind, ready}` counts objects; `paddle_kuscia_object_ready{kind, namespace, name}`
+    is 1 or 0 per object, and `paddle_kuscia_object_condition{...condition, status, reason}` names each
+    condition that is not True (a healthy object adds no such series). Queue depth, leadership and Kuscia
+    polls come from what the queues and the poller reported.
+    """
 
     def __init__(self, sources: Callable[[], Iterable[tuple[str, Iterable[dict]]]]) -> None:
         self._sources = sources
 
     def collect(self):  # type: ignore[no-untyped-def]
-        family = GaugeMetricFamily(
+        objects = GaugeMetricFamily(
             "paddle_kuscia_objects", "Watched objects by kind and Ready status.", labels=["kind", "ready"]
         )
-        for kind, objects in self._sources():
+        ready = GaugeMetricFamily(
+            "paddle_kuscia_object_ready",
+            "1 when the object's Ready condition is True, else 0.",
+            labels=["kind", "namespace", "name"],
+        )
+        conditions = GaugeMetricFamily(
+            "paddle_kuscia_object_condition",
+            "1 for each condition of an object that is not True, with its status and reason.",
+            labels=["kind", "namespace", "name", "condition", "status", "reason"],
+        )
+        for kind, items in self._sources():
             counts = {"True": 0, "False": 0, "Unknown": 0}
-            for obj in objects:
-                cond = next(
-                    (
-                        c
-                        for c in (obj.get("status") or {}).get("conditions") or []
-                        if c.get("type") == "Ready"
-                    ),
-                    None,
-                )
-                counts[cond.get("status", "Unknown") if cond else "Unknown"] += 1
-            for ready, n in counts.items():
-                family.add_metric([kind, ready], n)
-        yield family
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                ns, name = meta.get("namespace", ""), meta.get("name", "")
+                cond = _ready_condition(obj)
+                status = cond.get("status", "Unknown") if cond else "Unknown"
+                counts[status if status in counts else "Unknown"] += 1
+                ready.add_metric([kind, ns, name], 1 if status == "True" else 0)
+                for c in (obj.get("status") or {}).get("conditions") or []:
+                    if c.get("status") != "True":
+                        conditions.add_metric(
+                            [
+                                kind,
+                                ns,
+                                name,
+                                c.get("type", ""),
+                                c.get("status", "Unknown"),
+                                c.get("reason", ""),
+                            ],
+                            1,
+                        )
+            for state, n in counts.items():
+                objects.add_metric([kind, state], n)
+        yield objects
+        yield ready
+        yield conditions
+        yield from _runtime_families()
+
+
+def _runtime_families():  # type: ignore[no-untyped-def]
+    depth = GaugeMetricFamily(
+        "paddle_kuscia_workqueue_depth", "Keys waiting for a worker, by kind.", labels=["kind"]
+    )
+    for kind, fn in sorted(_queues.values(), key=lambda q: q[0]):
+        depth.add_metric([kind], fn())
+    yield depth
+    yield GaugeMetricFamily(
+        "paddle_kuscia_leader",
+        "1 when this instance reconciles (it holds the leader Lease, or runs without leader election).",
+        value=1 if _queues else 0,
+    )
+    last = GaugeMetricFamily(
+        "paddle_kuscia_kuscia_poll_last_success_timestamp_seconds",
+        "Unix time of the last answered Kuscia status poll, by connection URL and status route.",
+        labels=["url", "route"],
+    )
+    failing = GaugeMetricFamily(
+        "paddle_kuscia_kuscia_poll_failing",
+        "1 while the latest Kuscia status poll of a connection and route failed, with the reason.",
+        labels=["url", "route", "reason"],
+    )
+    for (url, route), (when, reason) in sorted(_polls.items()):
+        if when is not None:
+            last.add_metric([url, route], when)
+        if reason is not None:
+            failing.add_metric([url, route, reason], 1)
+    yield last
+    yield failing
 
 
 _collector: ReadyStateCollector | None = None

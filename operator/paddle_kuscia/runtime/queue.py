@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from enum import IntEnum
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -115,10 +117,12 @@ class WorkQueue:
         return delay * (0.9 + random.random() * 0.2)
 
     def start(self) -> None:
+        metrics.watch_queue(self, self.name, lambda: len(self._queued))
         for i in range(self._workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}"))
 
     async def stop(self) -> None:
+        metrics.unwatch_queue(self)
         for timer, _ in self._timers.values():
             timer.cancel()
         for task in self._tasks:
