@@ -17,6 +17,8 @@ echo "[test] import-linter (pure layers stay free of kopf, httpx and the kuberne
 .venv/bin/lint-imports
 echo "[test] crds/ is what the models generate" >&2
 .venv/bin/python hack/gen-crds.py --check
+echo "[test] manifests/argocd health checks are what hack/argocd-health generates" >&2
+.venv/bin/python hack/gen-argocd-health.py --check
 if command -v shellcheck >/dev/null; then
   echo "[test] shellcheck" >&2
   shellcheck -x -P hack hack/*.sh

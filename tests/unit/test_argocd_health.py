@@ -1,4 +1,5 @@
-"""Argo CD health checks (manifests/argocd/health/*.lua) run in a real Lua 5.1, as Argo CD runs them.
+"""Argo CD health checks (manifests/argocd/health/*.lua, generated from hack/argocd-health/) run in a real
+Lua 5.1, as Argo CD runs them.
 
 Argo CD evaluates these scripts with gopher-lua (Lua 5.1) and, unless `useOpenLibs` is set, without the
 string library. The sandbox below reproduces that, so a script that only works with string methods fails
@@ -8,6 +9,8 @@ here instead of returning "Unknown" in Argo CD.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +130,7 @@ def test_cm_patch_embeds_each_lua_file_verbatim() -> None:
     for name, path in health_scripts().items():
         assert embedded[name] == path.read_text(), (
             f"{PATCH.relative_to(ROOT)} holds a different {name} than {path.relative_to(ROOT)}; "
-            "copy the .lua file into the patch"
+            "run hack/gen-argocd-health.py"
         )
 
 
@@ -139,3 +142,31 @@ def test_health_scripts_cover_every_crd_kind() -> None:
             kinds.add(f"{document['spec']['group']}_{document['spec']['names']['kind']}")
     assert kinds, "no CRDs found in crds/"
     assert kinds == set(health_scripts())
+
+
+def test_scripts_are_what_the_shared_source_generates() -> None:
+    """manifests/argocd is generated from hack/argocd-health/ (common.lua + one rule file per kind)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "gen-argocd-health.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(health_scripts()))
+def test_a_stalled_condition_of_an_older_generation_is_ignored(health: HealthRunner, name: str) -> None:
+    group, kind = name.split("_")
+    version = "v1" if kind == "PaddleService" else "v1alpha1"
+    conditions = [
+        {"type": "Ready", "status": "True", "reason": "Done", "message": "", "observedGeneration": 2},
+        {"type": "Stalled", "status": "True", "reason": "Old", "message": "", "observedGeneration": 1},
+    ]
+    obj = {
+        "apiVersion": f"{group}/{version}",
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "demo", "generation": 2},
+        "status": {"observedGeneration": 2, "conditions": conditions},
+    }
+    assert health(health_scripts()[name].read_text(), obj)["status"] == "Healthy"
