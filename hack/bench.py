@@ -189,9 +189,6 @@ def kuscia_job(name: str, namespace: str) -> dict[str, Any]:
     }
     for task in obj["spec"]["tasks"]:
         task["taskID"] = f"{name}-{task['alias']}"
-        task["dependencies"] = [f"{name}-{d}" for d in task.get("dependencies") or []]
-        if not task["dependencies"]:
-            del task["dependencies"]
     return obj
 
 

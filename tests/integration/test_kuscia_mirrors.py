@@ -53,7 +53,7 @@ def chain_job(name: str, length: int, *, annotations: dict[str, str] | None = No
             "appImage": "secretflow-image",
             "taskInputConfig": json.dumps({"step": i}),
             "parties": [{"domainID": "alice"}, {"domainID": "bob"}],
-            **({"dependencies": [f"{name}-step-{i - 1}"]} if i else {}),
+            **({"dependencies": [f"step-{i - 1}"]} if i else {}),
         }
         for i in range(length)
     ]
@@ -272,7 +272,7 @@ def test_bfia_job_goes_through_the_bfia_endpoint_and_is_tracked_through_the_job_
     assert (job["protocol"], job["flow_id"], job["initiator"]) == ("bfia", "flow-1", "alice")
     rsa, lr = job["tasks"]
     assert (rsa["alias"], lr["alias"]) == ("intersect_rsa_1", "hetero_logistic_regression_1")
-    assert lr["dependencies"] == [rsa["task_id"]]
+    assert lr["dependencies"] == [rsa["alias"]]
     assert sorted((p["domain_id"], p["role"]) for p in rsa["parties"]) == [
         ("alice", "arbiter"),
         ("alice", "guest"),

@@ -45,7 +45,7 @@ def own_image_ps(name: str) -> Obj:
         "containerImage": "registry.example/paddle-serving",
         "tag": "v2",
         "port": 9292,
-        "arg": "python3 -m paddle_serving_server.serve --port 9292",
+        "arg": "python3 -m paddle_serving_server.serve --port $PORT",
     }
     obj["spec"]["resources"] = {
         "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -107,8 +107,13 @@ def test_party_without_app_image_gets_one_registered_from_default(
     assert image["image"]["name"] == "registry.example/paddle-serving"
     assert image["image"]["tag"] == "v2"
     container = image["deploy_templates"][0]["containers"][0]
-    assert {"name": "service", "port": 9292, "protocol": "HTTP", "scope": "Domain"} in container["ports"]
-    assert container["args"] == ["python3 -m paddle_serving_server.serve --port 9292"]
+    # The port has no number: Kuscia allocates one and the command reads it through $PORT.
+    assert container["ports"] == [{"name": "service", "protocol": "HTTP", "scope": "Domain"}]
+    assert container["command"] == ["/bin/bash", "-c"]
+    assert container["args"] == [
+        'export PORT="${KUSCIA_PORT_SERVICE_NUMBER}"; python3 -m paddle_serving_server.serve --port $PORT'
+    ]
+    assert kuscia.unknown_fields == []  # nothing we sent was dropped by Kuscia's messages
 
     serving = kuscia.servings[name]
     assert {p["app_image"] for p in serving["parties"]} == {image_name}

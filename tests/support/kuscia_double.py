@@ -17,6 +17,7 @@ own for synchronous tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import datetime as dt
@@ -38,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from support.certs import Pki, ensure_pki, generate_foreign_pki
+from support.kuscia_wire import ROUTES, bind, encode, interconn_common_pb2, interconn_job_pb2
 
 logger = logging.getLogger("kuscia_emulator")
 
@@ -104,24 +106,6 @@ def _invalid_name(value: str, field_name: str, regex: str = K3S_REGEX) -> str:
 
 def _rfc3339(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
-# Map fields keep their keys as given (they are data, not field names).
-_MAP_FIELDS = frozenset({"custom_fields", "config_templates", "custom_headers", "labels"})
-
-
-def _snake_keys(value: Any, *, inside_map: bool = False) -> Any:
-    """Accept camelCase field names like protojson does (``servingId`` == ``serving_id``)."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            name = key if inside_map else _CAMEL.sub(lambda m: "_" + m.group(1).lower(), key)
-            out[name] = item if name in _MAP_FIELDS else _snake_keys(item)
-        return out
-    if isinstance(value, list):
-        return [_snake_keys(item) for item in value]
-    return value
 
 
 def _str(body: Mapping[str, Any], key: str) -> str:
@@ -874,28 +858,66 @@ class _Store:
                 job.forced_failure = (self.now(), message)
 
     @staticmethod
-    def _task_levels(job: _Job) -> dict[str, int]:
-        """Depth of every task in the dependency graph (dependencies name task ids or aliases)."""
-        by_key: dict[str, dict[str, Any]] = {}
+    def _validation_error(job: _Job) -> str:
+        """Kuscia's job controller check (kusciaJobValidate): every dependency names a task alias, and
+        the dependencies form no cycle. A job failing it is created, then Failed with this message."""
+        aliases = {task["alias"] for task in job.tasks}
         for task in job.tasks:
-            by_key[task["task_id"]] = task
-            by_key.setdefault(task["alias"], task)
+            for dep in task["dependencies"]:
+                if dep not in aliases:
+                    return f"validate failed: task {task['alias']} has not exist dependency task {dep}"
+        pending = {task["alias"]: set(task["dependencies"]) for task in job.tasks}
+        while True:  # peel off tasks without dependencies until none is left or none can go
+            free = {alias for alias, deps in pending.items() if not deps}
+            if not free:
+                break
+            pending = {alias: deps - free for alias, deps in pending.items() if alias not in free}
+        return "validate failed: cycled dependencies" if pending else ""
+
+    @staticmethod
+    def _task_levels(job: _Job) -> dict[str, int]:
+        """Depth of every task in the dependency graph (dependencies name task aliases, as in Kuscia)."""
+        by_alias = {task["alias"]: task for task in job.tasks}
         levels: dict[str, int] = {}
 
-        def level(task: dict[str, Any], seen: frozenset[str]) -> int:
+        def level(task: dict[str, Any]) -> int:
             key = task["task_id"]
-            if key in levels:
-                return levels[key]
-            deps = [
-                by_key[d] for d in task["dependencies"] if d in by_key and by_key[d]["task_id"] not in seen
-            ]
-            value = 1 + max((level(d, seen | {key}) for d in deps), default=-1)
-            levels[key] = value
-            return value
+            if key not in levels:
+                deps = [by_alias[d] for d in task["dependencies"]]
+                levels[key] = 1 + max((level(d) for d in deps), default=-1)
+            return levels[key]
 
         for task in job.tasks:
-            level(task, frozenset())
+            level(task)
         return levels
+
+    def _invalid_job_status(self, job: _Job, error: str) -> dict[str, Any]:
+        """Pending for one step, then Failed with the validation message; no task is ever created."""
+        failed = self._steps_since(job.epoch) >= 1
+        tasks = [
+            {
+                "task_id": task["task_id"],
+                "state": "Pending",
+                "err_msg": "",
+                "create_time": "",
+                "start_time": "",
+                "end_time": "",
+                "parties": [],
+                "alias": task["alias"],
+                "progress": 0.0,
+            }
+            for task in job.tasks
+        ]
+        return {
+            "state": "Failed" if failed else "Pending",
+            "err_msg": error if failed else "",
+            "create_time": _rfc3339(job.created),
+            "start_time": "",
+            "end_time": _rfc3339(self._wall_at(job.created, 1)) if failed else "",
+            "tasks": tasks,
+            "stage_status_list": [],
+            "approve_status_list": [],
+        }
 
     def _job_status(self, job: _Job) -> dict[str, Any]:
         """Pending for one step; then every task runs for one step per dependency level.
@@ -904,6 +926,9 @@ class _Store:
         the job at once. Either way the job halts: tasks not started by then are never created and
         the running ones fail.
         """
+        error = self._validation_error(job)
+        if error:
+            return self._invalid_job_status(job, error)
         position = self._position(job.epoch)
         steps = math.floor(position)
         levels = self._task_levels(job)
@@ -1109,7 +1134,7 @@ def _bfia_tasks(job_id: str, dag: Mapping[str, Any], config: Mapping[str, Any]) 
         for item in component.get("input") or []:
             upstream, _, out_key = str(item.get("key") or "").partition(".")
             if (upstream, item.get("type"), out_key) in outputs:
-                dependencies.append(_task_id_for(job_id, upstream))
+                dependencies.append(upstream)  # the upstream component's name is its task's alias
         parties = []
         narrowed: dict[str, Any] = {}
         for role in ("arbiter", "host", "guest"):
@@ -1222,6 +1247,11 @@ class KusciaDouble:
         self._bfia_server: asyncio.Server | None = None
         self._closing: asyncio.Event | None = None
         self._revive: asyncio.Task[None] | None = None
+        #: Fields Kuscia would have dropped from our requests without a word: (path, field). A test
+        #: asserts this stays empty, so a field Kuscia does not know cannot pass unnoticed.
+        self.unknown_fields: list[tuple[str, str]] = []
+        #: The last requests received, (path, body as sent), for contract tests.
+        self.requests: collections.deque[tuple[str, Any]] = collections.deque(maxlen=2000)
         self._routes: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], bool]] = {
             "/healthZ": (self.store.health, True),
             "/api/v1/serving/create": (self.store.create_serving, False),
@@ -1508,15 +1538,24 @@ class KusciaDouble:
         if route is None:
             return _not_found()
         handler = route[0]
+        request_class, response_class = ROUTES[path]
         raw = await request.read()
         try:
             body = json.loads(raw) if raw.strip() else {}
-            if not isinstance(body, dict):
-                raise _BadRequest("request body is not a JSON object")
-            return _json_response(handler(_snake_keys(body)))
+            self.requests.append((path, body))
+            bound = bind(request_class, body)
+            self._note_unknown(path, bound.unknown)
+            answer = handler(bound.data)
         except (ValueError, _BadRequest) as exc:
             # Framework-level binding failure: plain protojson rendering, no details and no data.
             return _json_response({"status": {"code": UNEXPECTED, "message": f"bind request failed: {exc}"}})
+        return _json_response(encode(response_class, answer))
+
+    def _note_unknown(self, path: str, unknown: Iterable[str]) -> None:
+        for name in unknown:
+            logger.warning("Emulator dropped a field Kuscia does not know path=%s field=%s", path, name)
+            with self._lock:
+                self.unknown_fields.append((path, name))
 
     async def _handle_bfia(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -1533,13 +1572,15 @@ class KusciaDouble:
             return _not_found()
         try:
             body = json.loads(await request.read())
-            if not isinstance(body, dict):
-                raise ValueError("body is not a JSON object")
-        except ValueError as exc:
+            self.requests.append((path, body))
+            bound = bind(interconn_job_pb2.CreateJobRequest, body)
+        except ValueError as exc:  # WireError included
             return _json_response({"code": 400, "message": f"bind request failed: {exc}"})
-        # Only the top-level names are normalised: task_params are Structs whose keys are user data.
-        top = {_CAMEL.sub(lambda m: "_" + m.group(1).lower(), key): value for key, value in body.items()}
-        return _json_response(self.store.bfia_create_job(top))
+        self._note_unknown(path, bound.unknown)
+        answer = self.store.bfia_create_job(_integral(bound.data))
+        if "msg" not in answer:  # the framework's validation answer, outside CommonResponse
+            return _json_response(answer)
+        return _json_response(encode(interconn_common_pb2.CommonResponse, answer))
 
     async def _control(self, path: str, request: web.Request) -> web.StreamResponse:
         try:
@@ -1597,6 +1638,17 @@ class KusciaDouble:
         except (KeyError, ValueError, TypeError) as exc:
             return _json_response({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, status=400)
         return _json_response({"ok": True})
+
+
+def _integral(value: Any) -> Any:
+    """Struct numbers are doubles; Go writes a whole one as ``10``, Python's json_format as ``10.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 class _Dropped(Exception):

@@ -136,8 +136,10 @@ def test_parties_without_app_image_use_one_built_from_default() -> None:
     assert image["image"] == {"name": "registry.example/serving", "tag": "v2", "id": "", "sign": ""}
     (template,) = image["deploy_templates"]
     (container,) = template["containers"]
-    assert container["ports"] == [{"name": "service", "port": 9292, "protocol": "HTTP", "scope": "Domain"}]
-    assert (container["command"], container["args"]) == (["/bin/bash", "-c"], ["serve"])
+    # Kuscia allocates the number: the port is only named, and `arg` finds the number in $PORT.
+    assert container["ports"] == [{"name": "service", "protocol": "HTTP", "scope": "Domain"}]
+    assert container["command"] == ["/bin/bash", "-c"]
+    assert container["args"] == ['export PORT="${KUSCIA_PORT_SERVICE_NUMBER}"; serve']
     assert container["working_dir"] == "/srv"
     request = paddleservice_create_request("ps", spec, image["name"])
     assert {p["app_image"] for p in request["parties"]} == {image["name"]}
@@ -151,6 +153,9 @@ def test_appimage_name_is_a_stable_kuscia_id_that_follows_the_image() -> None:
     newer = own_image_spec(default={"containerImage": "registry.example/serving", "tag": "v3", "port": 9292})
     assert appimage_name("ps", newer) != name
     assert len(appimage_name("p" * 63, spec)) <= 63
+    # spec.default.port is not part of what Kuscia runs, so it does not make a new AppImage.
+    other_port = own_image_spec(default={**own_image_spec().default.wire(), "port": 8080})
+    assert appimage_name("ps", other_port) == name
 
 
 def test_sample_has_nothing_unsupported() -> None:
@@ -303,7 +308,7 @@ def test_bfia_body_converts_back_into_the_same_tasks() -> None:
         derived, written = json.loads(task["task_input_config"]), json.loads(template["taskInputConfig"])
         for key in ("name", "module_name", "task_params", "role", "initiator"):
             assert derived[key] == written[key], key
-    assert tasks[1]["dependencies"] == [tasks[0]["task_id"]]
+    assert tasks[1]["dependencies"] == [tasks[0]["alias"]]
 
 
 def test_bfia_party_missing_from_task_params_is_still_a_party() -> None:

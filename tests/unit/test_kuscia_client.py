@@ -183,7 +183,10 @@ async def test_appimage_create_and_query(client: KusciaClient) -> None:
     data = await client.query_appimage("paddle-serving")
     assert data["image"] == {"name": "registry.local/paddle", "tag": "2.6", "id": "", "sign": ""}
     assert data["config_templates"] == {"app.yaml": "port: {{.PORT}}"}
-    assert data["deploy_templates"][0]["containers"] == [{"name": "paddle"}]
+    # Kuscia's encoding: every field of the container present, an unset sub-message as null.
+    container = data["deploy_templates"][0]["containers"][0]
+    assert container["name"] == "paddle"
+    assert container["ports"] == [] and container["command"] == [] and container["resources"] is None
 
 
 # -- error mapping -------------------------------------------------------------------------------
@@ -660,7 +663,7 @@ async def test_bfia_job_create_shows_up_in_job_status(client: KusciaClient, doub
         ("bob", "host"),
         ("alice", "guest"),
     ]
-    assert second["dependencies"] == [first["task_id"]]
+    assert second["dependencies"] == [first["alias"]]
     assert '"maxIter": 5' in second["task_input_config"]  # struct keys are user data, kept as sent
 
 

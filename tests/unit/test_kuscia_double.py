@@ -100,7 +100,7 @@ JOB = {
         {
             "alias": "train",
             "app_image": "secretflow-image",
-            "dependencies": ["job-1-psi"],
+            "dependencies": ["psi"],  # an alias, as Kuscia resolves them
             "parties": [{"domain_id": "alice"}, {"domain_id": "bob"}],
         },
     ],
@@ -621,7 +621,19 @@ async def test_appimage_routes(http: httpx.AsyncClient) -> None:
         "role": "",
         "replicas": 0,
         "restart_policy": "",
-        "containers": [{"name": "c"}],
+        "containers": [
+            {
+                "name": "c",
+                "command": [],
+                "args": [],
+                "working_dir": "",
+                "config_volume_mounts": [],
+                "ports": [],
+                "env": [],
+                "resources": None,
+                "image_pull_policy": "",
+            }
+        ],
     }
     missing = (await post(http, "/api/v1/appimage/query", {"name": "nope"}))["status"]
     assert (missing["code"], missing["message"]) == (13105, 'appimages.kuscia.secretflow "nope" not found')

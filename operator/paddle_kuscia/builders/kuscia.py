@@ -19,6 +19,11 @@ APPIMAGE_PORT_NAME = "service"
 BFIA_ROLES = ("arbiter", "host", "guest")
 
 
+def kuscia_port_env(port_name: str) -> str:
+    """The variable through which Kuscia hands a container the number it allocated for a named port."""
+    return f"KUSCIA_PORT_{port_name.upper().replace('-', '_')}_NUMBER"
+
+
 def serving_id(name: str, spec: PaddleServiceSpec) -> str:
     return (spec.kuscia.serving_id if spec.kuscia and spec.kuscia.serving_id else None) or name
 
@@ -75,25 +80,34 @@ def unsupported_on_kuscia(spec: PaddleServiceSpec) -> list[str]:
 
 
 def appimage_name(owner_name: str, spec: PaddleServiceSpec) -> str:
-    """An AppImage per distinct default endpoint: `<name>-<hash>`, a valid Kuscia id."""
-    blob = json.dumps(spec.default.wire(), sort_keys=True) + (spec.working_dir or "")
+    """An AppImage per distinct content: `<name>-<hash of what is registered>`, a valid Kuscia id."""
+    blob = json.dumps(_appimage_body(spec), sort_keys=True)
     return f"{owner_name[:50]}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
-def build_appimage(owner_name: str, spec: PaddleServiceSpec) -> dict[str, Any]:
-    """The AppImage that runs spec.default on Kuscia the way the Knative backend would run it."""
+def appimage_command(arg: str) -> str:
+    """`arg` as run under `/bin/bash -c`, with `PORT` set to the port Kuscia allocated for `service`.
+
+    Kuscia picks the port number itself and passes it in KUSCIA_PORT_SERVICE_NUMBER; ElasticServing's
+    `arg` is a shell line, so exporting PORT first lets it listen where Kuscia sends traffic.
+    """
+    return f'export PORT="${{{kuscia_port_env(APPIMAGE_PORT_NAME)}}}"; {arg}'
+
+
+def _appimage_body(spec: PaddleServiceSpec) -> dict[str, Any]:
     endpoint = spec.default
+    # A port has a name, protocol and scope; its number is Kuscia's to allocate (spec.default.port is
+    # for the Knative backend only).
     container: dict[str, Any] = {
         "name": "paddleserving",
-        "ports": [{"name": APPIMAGE_PORT_NAME, "port": endpoint.port, "protocol": "HTTP", "scope": "Domain"}],
+        "ports": [{"name": APPIMAGE_PORT_NAME, "protocol": "HTTP", "scope": "Domain"}],
     }
     if endpoint.arg:
         container["command"] = ["/bin/bash", "-c"]
-        container["args"] = [endpoint.arg]
+        container["args"] = [appimage_command(endpoint.arg)]
     if spec.working_dir:
         container["working_dir"] = spec.working_dir
     return {
-        "name": appimage_name(owner_name, spec),
         "image": {"name": endpoint.container_image, "tag": endpoint.tag, "id": "", "sign": ""},
         "config_templates": {},
         "deploy_templates": [
@@ -106,6 +120,11 @@ def build_appimage(owner_name: str, spec: PaddleServiceSpec) -> dict[str, Any]:
             }
         ],
     }
+
+
+def build_appimage(owner_name: str, spec: PaddleServiceSpec) -> dict[str, Any]:
+    """The AppImage that runs spec.default on Kuscia, `arg` listening on the port Kuscia allocates."""
+    return {"name": appimage_name(owner_name, spec), **_appimage_body(spec)}
 
 
 def _serving_resources(spec: PaddleServiceSpec) -> list[dict[str, str]]:
@@ -220,7 +239,66 @@ def deployment_create_request(name: str, spec: KusciaDeploymentSpec) -> dict[str
     }
 
 
+class InvalidKusciaJob(ValueError):
+    """A KusciaJob that Kuscia would accept and then fail, or could not run: refused before sending."""
+
+
+def job_task_problems(spec: KusciaJobSpec) -> list[str]:
+    """What Kuscia's job controller fails a job for (dependencies on an alias no task has, cyclic
+    dependencies), and task aliases or ids used twice. Dependencies name task aliases, as in Kuscia."""
+    problems = []
+    aliases = [task.alias for task in spec.tasks]
+    for alias in sorted({a for a in aliases if aliases.count(a) > 1}):
+        problems.append(f"{aliases.count(alias)} tasks have the alias {alias!r}")
+    ids = [task.task_id for task in spec.tasks if task.task_id]
+    for task_id in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"{ids.count(task_id)} tasks have the taskID {task_id!r}")
+    known = set(aliases)
+    for task in spec.tasks:
+        for dep in task.dependencies or []:
+            if dep not in known:
+                problems.append(f"task {task.alias!r} depends on {dep!r}, which is no task's alias")
+    cycle = _dependency_cycle({t.alias: [d for d in t.dependencies or [] if d in known] for t in spec.tasks})
+    if cycle:
+        problems.append("tasks depend on each other in a cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def _dependency_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One cycle in `alias -> dependencies`, as the path that closes it (first alias repeated), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def check_job(spec: KusciaJobSpec) -> None:
+    problems = job_task_problems(spec)
+    if problems:
+        raise InvalidKusciaJob("Kuscia would fail this job: " + "; ".join(problems) + ".")
+
+
 def job_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
+    check_job(spec)
     tasks = []
     for task in spec.tasks:
         parties = []
@@ -268,7 +346,7 @@ def job_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
     }
 
 
-class InvalidBfiaTask(ValueError):
+class InvalidBfiaTask(InvalidKusciaJob):
     pass
 
 
@@ -314,6 +392,7 @@ def bfia_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
     common: params}); here the narrowing is undone into the job's task_params, keyed by component name.
     Parties listed on a task but absent from its task_params get an empty entry, so Kuscia derives them.
     """
+    check_job(spec)
     configs = [_bfia_config(task.alias, task.task_input_config) for task in spec.tasks]
     roles = _bfia_roles(spec, configs)
     components = []

@@ -17,7 +17,7 @@ from ..adapters.kube import KUSCIA_DEPLOYMENTS, KUSCIA_JOBS, Resource
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
 from ..builders.compare import digest
 from ..builders.kuscia import (
-    InvalidBfiaTask,
+    InvalidKusciaJob,
     bfia_create_request,
     deployment_create_request,
     job_create_request,
@@ -204,7 +204,8 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
     bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
     try:
         request = bfia_create_request(name, kj.spec) if bfia else job_create_request(name, kj.spec)
-    except InvalidBfiaTask as err:
+    except InvalidKusciaJob as err:
+        # Refused before anything is sent; a spec change brings the job back here.
         await _fail(ctx, resource, cache, body, "InvalidSpec", str(err))
         return None
     wanted = digest(request)
