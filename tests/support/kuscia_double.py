@@ -2,7 +2,7 @@
 
 It is an emulator, not Kuscia: it keeps servings (KusciaDeployments), jobs (KusciaJobs) and AppImages
 in dicts, advances their state on a clock instead of running pods, and reproduces the wire behaviour
-listed in ``shared/reference/kuscia-api.md`` §13: mTLS with client certificates required, the
+of Kuscia's KusciaAPI: mTLS with client certificates required, the
 ``Token`` check on every path, POST-only routing with gin's 404 text, HTTP 200 envelopes with
 EmitUnpopulated shapes, Kuscia's validation order, messages and error codes.
 

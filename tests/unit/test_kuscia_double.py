@@ -1,4 +1,4 @@
-"""The Kuscia emulator's wire behaviour (reference §13), spoken to with a raw mTLS httpx client."""
+"""The Kuscia emulator's wire behaviour, spoken to with a raw mTLS httpx client."""
 
 from __future__ import annotations
 

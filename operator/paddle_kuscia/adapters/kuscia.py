@@ -6,7 +6,7 @@ certificate is always verified, there is no switch to turn that off), the ``Toke
 of Kuscia's error codes onto a handful of typed exceptions that callers turn into kopf errors.
 
 Request bodies are plain dicts already in wire shape (snake_case); results are the ``data`` payloads.
-The wire rules are documented in ``shared/reference/kuscia-api.md``.
+The wire rules are those of Kuscia's KusciaAPI (its protobuf messages and HTTP handlers).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Custom resources -> Kuscia API requests (snake_case wire shapes of kuscia-api.md), pure.
+"""Custom resources -> Kuscia API requests (Kuscia's snake_case wire shapes), pure.
 
 PaddleService (backend kuscia) and KusciaDeployment become serving create/update requests, KusciaJob a job
 create request or a BFIA interconnection job. What Kuscia's serving API cannot express is reported by
