@@ -13,11 +13,13 @@ import yaml
 
 from paddle_kuscia.builders.kuscia import (
     InvalidBfiaTask,
+    InvalidKusciaJob,
     appimage_name,
     bfia_create_request,
     build_appimage,
     deployment_create_request,
     job_create_request,
+    job_task_problems,
     paddleservice_create_request,
     serving_id,
     unsupported_on_kuscia,
@@ -371,3 +373,56 @@ def test_bfia_role_map_comes_from_parties_when_configs_carry_none() -> None:
     assert config["role"] == {"host": ["bob"], "guest": ["alice"]}
     assert config["initiator"] == {"role": "guest", "node_id": "alice"}
     assert config["task_params"] == {"host": {"0": {"psi": {}}}, "guest": {"0": {"psi": {}}}}
+
+
+# ---- KusciaJob checks Kuscia's job controller would fail ------------------------------------------------
+
+
+def chain_spec(*tasks: tuple[str, list[str]], task_ids: dict[str, str] | None = None) -> KusciaJobSpec:
+    """A job of tasks given as (alias, dependencies)."""
+    doc = load("kusciajob-psi.yaml")["spec"]
+    template = doc["tasks"][0]
+    doc["tasks"] = []
+    for alias, deps in tasks:
+        task = {**copy.deepcopy(template), "alias": alias, "dependencies": deps}
+        task.pop("taskID", None)
+        if task_ids and alias in task_ids:
+            task["taskID"] = task_ids[alias]
+        doc["tasks"].append(task)
+    return KusciaJobSpec.model_validate(doc)
+
+
+def test_the_job_samples_pass_the_dependency_checks() -> None:
+    for name in ("kusciajob-psi.yaml", "kusciajob-bfia.yaml"):
+        assert job_task_problems(KusciaJob.model_validate(load(name)).spec) == []
+    assert job_task_problems(chain_spec(("a", []), ("b", ["a"]), ("c", ["a", "b"]))) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "problems"),
+    [
+        pytest.param(
+            chain_spec(("psi", []), ("train", ["job-1-psi"])),
+            ["task 'train' depends on 'job-1-psi', which is no task's alias"],
+            id="dependency-on-a-task-id",
+        ),
+        pytest.param(
+            chain_spec(("a", ["c"]), ("b", ["a"]), ("c", ["b"])),
+            ["tasks depend on each other in a cycle: a -> c -> b -> a"],
+            id="cycle",
+        ),
+        pytest.param(chain_spec(("a", ["a"])), ["tasks depend on each other in a cycle: a -> a"], id="self"),
+        pytest.param(
+            chain_spec(("a", []), ("b", []), task_ids={"a": "same", "b": "same"}),
+            ["2 tasks have the taskID 'same'"],
+            id="duplicate-task-id",
+        ),
+        pytest.param(chain_spec(("a", []), ("a", [])), ["2 tasks have the alias 'a'"], id="duplicate-alias"),
+    ],
+)
+def test_jobs_kuscia_would_fail_are_refused_before_sending(spec: KusciaJobSpec, problems: list[str]) -> None:
+    assert job_task_problems(spec) == problems
+    for build in (job_create_request, bfia_create_request):
+        with pytest.raises(InvalidKusciaJob, match="Kuscia would fail this job: ") as caught:
+            build("job-1", spec)
+        assert all(problem in str(caught.value) for problem in problems)

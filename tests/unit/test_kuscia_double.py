@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import ssl
 import subprocess
 import sys
@@ -817,3 +818,27 @@ def test_sandbox_script_serves_until_terminated(tmp_path: Path) -> None:
 def test_emulator_refuses_non_loopback_hosts(pki: Pki) -> None:
     with pytest.raises(ValueError, match="loopback"):
         KusciaDouble(pki.directory, host="0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "message"),
+    [
+        (["job-1-psi"], "validate failed: task train has not exist dependency task job-1-psi"),
+        (["train"], "validate failed: cycled dependencies"),
+    ],
+)
+async def test_jobs_failing_kuscias_validation_are_created_then_failed(
+    http: httpx.AsyncClient, double: KusciaDouble, dependencies: list[str], message: str
+) -> None:
+    job = copy.deepcopy(JOB)
+    job["tasks"][1]["dependencies"] = dependencies
+    if dependencies == ["train"]:
+        job["tasks"][0]["dependencies"] = ["train"]
+    assert (await post(http, "/api/v1/job/create", job))["status"]["code"] == 0
+    assert double.job_status("job-1")["state"] == "Pending"
+    double.advance(1)
+    status = double.job_status("job-1")
+    assert (status["state"], status["err_msg"]) == ("Failed", message)
+    assert {t["state"] for t in status["tasks"]} == {"Pending"}  # no task was ever created
+    double.advance(5)
+    assert double.job_status("job-1")["state"] == "Failed"
