@@ -168,3 +168,18 @@ def test_the_documented_environment_variables_set_the_defaults(monkeypatch: pyte
         if str(defaults[_dest(flags)]) not in ("7", "7.0")
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_architecture_page_lists_the_layers_of_the_import_contract() -> None:
+    """docs/architecture.md's package table is .importlinter's layers contract, in the same order."""
+    import configparser
+
+    contracts = configparser.ConfigParser()
+    contracts.read(ROOT / ".importlinter")
+    layers = [
+        line.strip().removeprefix("paddle_kuscia.")
+        for line in contracts["importlinter:contract:layers"]["layers"].split()
+    ]
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## Packages", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
+    assert documented == layers, "docs/architecture.md's package table differs from .importlinter's layers"
