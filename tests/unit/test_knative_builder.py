@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from paddle_kuscia.builders.compare import is_subset
 from paddle_kuscia.builders.knative import (
     InvalidSpec,
     Owner,
@@ -267,3 +268,38 @@ def test_model_rejects_what_the_crd_rejects() -> None:
     assert PaddleService.model_validate(
         yaml.safe_load((FIXTURES / "elasticserving" / "sample_service.yaml").read_text())
     )
+
+
+def test_quantities_are_rendered_as_knative_stores_them() -> None:
+    """Knative's webhook rewrites quantities canonically; rendering them so means no re-apply on every resync."""
+    s = spec(
+        resources={
+            "requests": {"cpu": "0.2", "memory": "0.5Gi", "example.com/dongle": 1},
+            "limits": {"cpu": 2, "memory": "1.5Gi", "example.com/dongle": "1000m"},
+        },
+        accelerator={"type": "nvidia-gpu", "count": 2},
+    )
+    res = container(build_knative_service(OWNER, s)[0])["resources"]
+    assert res["requests"] == {
+        "cpu": "200m",
+        "example.com/dongle": "1",
+        "memory": "512Mi",
+        "nvidia.com/gpu": "2",
+    }
+    assert res["limits"] == {"cpu": "2", "example.com/dongle": "1", "memory": "1536Mi", "nvidia.com/gpu": "2"}
+
+
+def test_the_lac_sample_matches_its_stored_knative_service() -> None:
+    """ElasticServing's lac sample asks for cpu 0.2; the stored Service says 200m, and nothing is re-applied."""
+    doc = yaml.safe_load((FIXTURES / "elasticserving" / "lac.yaml").read_text())
+    desired = render_documents([doc])[0]
+    assert container(desired)["resources"]["requests"]["cpu"] == "200m"
+    stored = yaml.safe_load(yaml.safe_dump(desired))
+    container(stored)["resources"]["requests"]["memory"] = "1024Mi"  # another spelling of the same value
+    assert is_subset(desired, stored)
+
+
+def test_an_unparsable_quantity_is_refused_with_the_field() -> None:
+    with pytest.raises(InvalidSpec) as err:
+        build_knative_service(OWNER, spec(resources={"requests": {"cpu": "1e99999"}}))
+    assert err.value.field == "spec.resources"

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..models.observed import KnativeObservation
 from ..models.paddleservice import AcceleratorType, EndpointSpec, PaddleServiceSpec
-from .quantity import InvalidQuantity, parse_quantity
+from .quantity import InvalidQuantity, canonical_quantity, parse_quantity
 
 KNATIVE_API_VERSION = "serving.knative.dev/v1"
 FIELD_MANAGER = "paddle-kuscia-operator"
@@ -109,12 +109,19 @@ def accelerator_resource(spec: PaddleServiceSpec) -> str | None:
 
 
 def container_resources(spec: PaddleServiceSpec) -> dict[str, dict[str, str]]:
-    """Requests and limits with ElasticServing's cpu/memory defaults, limits never below requests."""
-    given_requests = {k: str(v) for k, v in ((spec.resources and spec.resources.requests) or {}).items()}
-    given_limits = {k: str(v) for k, v in ((spec.resources and spec.resources.limits) or {}).items()}
+    """Requests and limits with ElasticServing's cpu/memory defaults, limits never below requests.
+
+    Quantities are written in Kubernetes' canonical form (`0.2` -> `200m`), as Knative's webhook stores them.
+    """
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     try:
+        given_requests = {
+            k: canonical_quantity(v) for k, v in ((spec.resources and spec.resources.requests) or {}).items()
+        }
+        given_limits = {
+            k: canonical_quantity(v) for k, v in ((spec.resources and spec.resources.limits) or {}).items()
+        }
         for name, fallback in (("cpu", DEFAULT_CPU), ("memory", DEFAULT_MEMORY)):
             req, lim = given_requests.get(name), given_limits.get(name)
             if req is not None and lim is not None and parse_quantity(lim) < parse_quantity(req):
