@@ -212,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     )
     render.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     render.set_defaults(func=_render)
+
+    from .describe.command import add_parser as add_describe_parser
+
+    add_describe_parser(sub)
     return p
 
 
