@@ -90,6 +90,16 @@ EVENTS = Resource("", "v1", "events", "Event")
 SECRETS = Resource("", "v1", "secrets", "Secret")
 
 
+def encode_body(body: Any) -> bytes:
+    """JSON in UTF-8 with every character as itself, for every request body.
+
+    Server-side apply bodies are decoded as YAML, and the API server's YAML decoder refuses the surrogate-pair
+    escapes (`\\ud83d\\ude00`) that `json.dumps` writes by default for characters outside the Basic
+    Multilingual Plane, such as emoji.
+    """
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("paddle-kuscia-operator")
@@ -171,7 +181,7 @@ class KubeClient:
         content = None
         if body is not None:
             headers["Content-Type"] = content_type
-            content = json.dumps(body).encode()
+            content = encode_body(body)
         started = time.monotonic()
         try:
             async with self._http().request(
