@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the project needs (idempotent): a virtualenv with the operator and its test tools,
-# the shell linter, and the local control plane's binaries (built from the Go module proxy into a cache).
+# the shell linter, the local control plane's binaries and promtool (built from the Go module proxy into a cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -20,3 +20,4 @@ fi
 
 if [[ -x hack/install-tools.sh ]]; then hack/install-tools.sh; fi
 hack/control-plane.sh build
+hack/promtool.sh build >/dev/null   # for the alert rules' tests (tests/unit/test_monitoring.py)
