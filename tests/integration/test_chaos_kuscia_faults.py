@@ -95,7 +95,13 @@ def _refuse_tls(emulator: KusciaDoubleThread, _route: str) -> None:
 HTTP_503 = Fault("http_503", "KusciaUnavailable", "HTTP 503", 4, _inject("http_503"))
 HTTP_500 = Fault("http_500", "KusciaUnavailable", "HTTP 500", 4, _inject("http_500"))
 # Every fault kind once: creates meet 503s, deletes 500s (the same path in the client), both meet the rest.
+# A refusal (11100) comes last: a refused create is not sent again until the object changes, so no later
+# fault on the create route would ever be met by it.
 FAULTS = [
+    Fault("auth_401", "KusciaAuthFailed", "401", 1, _inject("auth_401", everywhere=True)),
+    Fault("timeout", "KusciaUnavailable", "Timeout", 4, _inject("timeout", delay=3.0)),
+    Fault("drop", "KusciaUnavailable", "RemoteProtocolError", 4, _inject("drop")),
+    Fault("tls", "KusciaTLSFailed", "certificate", 1, _refuse_tls),
     Fault(
         "code",
         "KusciaRequestRejected",
@@ -103,10 +109,6 @@ FAULTS = [
         1,
         _inject("code", code=11100, message="refused by the chaos test"),
     ),
-    Fault("auth_401", "KusciaAuthFailed", "401", 1, _inject("auth_401", everywhere=True)),
-    Fault("timeout", "KusciaUnavailable", "Timeout", 4, _inject("timeout", delay=3.0)),
-    Fault("drop", "KusciaUnavailable", "RemoteProtocolError", 4, _inject("drop")),
-    Fault("tls", "KusciaTLSFailed", "certificate", 1, _refuse_tls),
 ]
 
 
@@ -275,6 +277,8 @@ def test_faults_during_bulk_create_and_delete_are_reported_backed_off_and_recove
     )
     assert not set(emulator.servings) & set(names), "a serving was created while every create failed"
     heal(emulator)
+    # The creates were refused last: touching the objects is what sends them again.
+    cp.kubectl("annotate", "paddleservice", "--all", "-n", ns, "paddle-kuscia.io/retry=1")
     took_create = wait_converged(cp, ns, fleet, emulator, timeout=60)
 
     # Delete while Kuscia fails: deletions wait (finalizer held, cause shown), none is lost.

@@ -104,7 +104,7 @@ def test_server_errors_back_off_then_the_serving_is_created(
     assert name in emulator.servings
 
 
-def test_error_codes_are_shown_and_retried(
+def test_transient_codes_are_retried_and_refusals_are_not_repeated(
     control_plane: ControlPlane, kuscia_namespace: str, emulator: KusciaDoubleThread
 ) -> None:
     ns = kuscia_namespace
@@ -116,17 +116,23 @@ def test_error_codes_are_shown_and_retried(
     emulator.clear_faults()
     wait_condition(control_plane, PS, "ps-code", ns, "Ready", "True", timeout=30)
 
-    # 11100 (validation) on job create: Kuscia refused the request, Ready is False; still retried, so
-    # the job is submitted once Kuscia accepts it. The client does not repeat a refused call, so each
-    # attempt is one reconcile: 0.5 s, 1 s, 2 s, 4 s apart, where a hot loop would make hundreds.
+    # 11100 (validation) on job create: Kuscia refused the request, Ready is False, and the same request
+    # is not sent again: it would only be refused again. Changing the object (here an annotation) allows
+    # one new attempt, which Kuscia now accepts.
+    creates = emulator.calls("job/create")
     emulator.inject("job/create", "code", count=None, code=11100, message="refused for the test")
     control_plane.apply(job("job-code"), ns)
     obj = wait_condition(control_plane, KJ, "job-code", ns, "Ready", "False", reason="KusciaRequestRejected")
     assert "refused for the test" in condition(obj, "Ready")["message"]
-    attempts = attempts_during(emulator, "job/create", 6)
-    assert 1 <= attempts <= 5, attempts
+    assert (
+        "not sent again until the object's spec or annotations change" in condition(obj, "Ready")["message"]
+    )
+    assert emulator.calls("job/create") == creates + 1
+    assert attempts_during(emulator, "job/create", 3 * POLL) == 0
     emulator.clear_faults()
+    control_plane.kubectl("annotate", KJ, "job-code", "-n", ns, "paddle-kuscia.io/retry=1")
     wait_condition(control_plane, KJ, "job-code", ns, "Ready", "True", reason="Succeeded", timeout=30)
+    assert emulator.calls("job/create") == creates + 2
 
 
 def test_refused_token_is_reported_as_auth_failure(

@@ -224,6 +224,39 @@ def test_spec_change_after_submission_is_reported_not_ignored(
 
 
 @pytest.mark.usefixtures("clean_kuscia", "kuscia_operator")
+def test_a_job_kuscia_would_fail_is_refused_without_calling_kuscia(
+    control_plane: ControlPlane, kuscia_namespace: str, kuscia: KusciaDoubleThread
+) -> None:
+    ns, name = kuscia_namespace, "job-bad-deps"
+    manifest = chain_job(name, 2)
+    manifest["spec"]["tasks"][1]["dependencies"] = [f"{name}-step-0"]  # a taskID: Kuscia wants an alias
+    kuscia.reset_stats()
+    control_plane.apply(manifest, ns)
+    obj = wait_condition(control_plane, KJ, name, ns, "Ready", "False", reason="InvalidSpec")
+    assert (
+        f"task 'step-1' depends on '{name}-step-0', which is no task's alias"
+        in condition(obj, "Ready")["message"]
+    )
+    assert name not in kuscia.jobs
+    assert creates_and_updates(kuscia.stats()) == {}
+
+    # Once the dependency names the alias, the job is submitted and runs.
+    control_plane.kubectl(
+        "patch",
+        KJ,
+        name,
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/tasks/1/dependencies", "value": ["step-0"]}]),
+    )
+    wait_condition(control_plane, KJ, name, ns, "Ready", "True", reason="Succeeded")
+    assert kuscia.jobs[name]["tasks"][1]["dependencies"] == ["step-0"]
+    assert kuscia.unknown_fields == []
+
+
+@pytest.mark.usefixtures("clean_kuscia", "kuscia_operator")
 def test_objects_without_the_mirror_annotation_are_never_touched(
     control_plane: ControlPlane, kuscia_namespace: str, kuscia: KusciaDoubleThread
 ) -> None:

@@ -13,13 +13,23 @@ import pytest
 
 from paddle_kuscia.adapters.kube import NotFound
 from paddle_kuscia.adapters.kuscia import (
+    KusciaAlreadyExists,
     KusciaAuthError,
+    KusciaNotFound,
     KusciaRejected,
     KusciaTLSError,
     KusciaUnavailable,
 )
 from paddle_kuscia.runtime.context import Config
-from paddle_kuscia.runtime.kuscia_hub import KusciaHub, NoKusciaConnection, describe
+from paddle_kuscia.runtime.kuscia_hub import (
+    Connection,
+    KusciaHub,
+    NoKusciaConnection,
+    attempt_key,
+    describe,
+    is_refusal,
+    refusal,
+)
 from paddle_kuscia.runtime.queue import Priority
 from paddle_kuscia.status.kuscia import MISSING
 from support.certs import Pki, generate_pki
@@ -297,3 +307,55 @@ def test_errors_become_conditions_with_their_cause(error: Exception, status: str
     problem = describe(error)
     assert (problem.status, problem.reason) == (status, reason)
     assert str(error) in problem.message
+
+
+# ---- what is retried -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "refusal"),
+    [
+        (KusciaRejected(11100, "validation failed", "/api/v1/serving/create"), True),
+        (
+            KusciaAlreadyExists(
+                11201, 'kusciajobs.kuscia.secretflow "j" already exists', "/api/v1/job/create"
+            ),
+            True,
+        ),
+        (
+            KusciaNotFound(
+                11603, 'kusciadeployments.kuscia.secretflow "s" not found', "/api/v1/serving/update"
+            ),
+            True,
+        ),
+        (KusciaUnavailable(11103, "master unreachable", "/api/v1/serving/create"), False),
+        (KusciaUnavailable(None, "HTTP 503", "/api/v1/serving/create"), False),
+        (KusciaTLSError(None, "certificate", "/api/v1/serving/create"), False),
+        (KusciaAuthError(None, "HTTP 401", "/api/v1/serving/create"), False),
+    ],
+)
+def test_only_kuscias_answers_refusing_the_request_are_refusals(error: Exception, refusal: bool) -> None:
+    """A refusal would be answered the same way again: it is not re-sent. The rest recovers by itself
+    (Kuscia back, credentials fixed) and is retried with backoff."""
+    assert is_refusal(error) is refusal
+
+
+def test_a_refused_attempt_is_remembered_until_the_object_changes() -> None:
+    hub = KusciaHub(Ctx(Config()))
+    conn = Connection(id="c", url="https://kuscia", client=None)  # type: ignore[arg-type]
+    body = {"metadata": {"generation": 3, "annotations": {"a": "1"}}}
+    attempt = attempt_key(body, "digest")
+    problem = refusal(KusciaRejected(11100, "serving id is invalid", "/api/v1/serving/create"))
+    assert problem.reason == "KusciaRequestRejected" and "not sent again" in problem.message
+
+    hub.set_refused("ps", conn, "s", attempt, problem)
+    assert hub.refused("ps", conn, "s", attempt) == problem
+    assert hub.refused("kd", conn, "s", attempt) is None  # per kind
+    for changed in (
+        {"metadata": {"generation": 4, "annotations": {"a": "1"}}},  # a spec change
+        {"metadata": {"generation": 3, "annotations": {"a": "2"}}},  # only an annotation
+    ):
+        assert hub.refused("ps", conn, "s", attempt_key(changed, "digest")) is None
+    assert hub.refused("ps", conn, "s", attempt_key(body, "other digest")) is None
+    hub.set_refused("ps", conn, "s", None)
+    assert hub.refused("ps", conn, "s", attempt) is None

@@ -27,9 +27,9 @@ from ..models.base import KUSCIA_ID
 from ..models.kuscia import KusciaDeployment, KusciaJob
 from ..runtime.cache import Key, ObjectCache
 from ..runtime.context import Context, now_rfc3339
-from ..runtime.kuscia_hub import NoKusciaConnection, describe
+from ..runtime.kuscia_hub import NoKusciaConnection, attempt_key, describe, is_refusal, refusal
 from ..runtime.queue import RetryLater
-from ..status.kuscia import JOB_TERMINAL, MISSING, UNSEEN, deployment_status, job_status
+from ..status.kuscia import JOB_TERMINAL, MISSING, UNSEEN, Problem, deployment_status, job_status
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -101,11 +101,33 @@ async def _fail(
 async def _report(
     ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], err: KusciaError
 ) -> NoReturn:
-    """Say why in the status, then retry with the key's backoff (rejections included: they can depend on
-    state in Kuscia that changes without any change to our object)."""
+    """Say why in the status, then retry with the key's backoff (deletions must finish, whatever the error)."""
     problem = describe(err)
     await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
     raise RetryLater(str(err))
+
+
+async def _report_send(
+    ctx: Context,
+    resource: Resource,
+    cache: ObjectCache,
+    body: dict[str, Any],
+    err: KusciaError,
+    remember: tuple[str, Any, str, str],
+) -> None:
+    """A failed create or update: a refusal is remembered (kind, connection, id, attempt) and not sent
+    again until the object changes; anything else is retried with backoff."""
+    if not is_refusal(err):
+        await _report(ctx, resource, cache, body, err)
+    problem = refusal(err)
+    await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
+    ctx.kuscia.set_refused(*remember, problem)
+
+
+async def _still_refused(
+    ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], problem: Problem
+) -> None:
+    await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
 
 
 async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
@@ -129,6 +151,11 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
     ctx.kuscia.track("kd", conn, name, key)
     request = deployment_create_request(name, kd.spec)
     wanted = digest(request)
+    attempt = attempt_key(body, wanted)
+    refused = ctx.kuscia.refused("kd", conn, name, attempt)
+    if refused is not None:  # Kuscia refused exactly this: say so (or what is wrong now), send nothing
+        await _still_refused(ctx, resource, cache, body, conn.problem_for("kd") or refused)
+        return None
     mirror = dict((body.get("status") or {}).get("mirror") or {})
     remote = ctx.kuscia.remote("kd", conn, name)
     sent = False
@@ -150,7 +177,9 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
                 logger.info("Re-created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
             sent = True
     except KusciaError as err:
-        await _report(ctx, resource, cache, body, err)
+        await _report_send(ctx, resource, cache, body, err, ("kd", conn, name, attempt))
+        return None
+    ctx.kuscia.set_refused("kd", conn, name, None)
     if sent:
         ctx.kuscia.set_remote("kd", conn, name, None)
         remote = None
@@ -209,8 +238,13 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
         await _fail(ctx, resource, cache, body, "InvalidSpec", str(err))
         return None
     wanted = digest(request)
+    attempt = attempt_key(body, wanted)
     sent = False
     if not mirror.get("specHash"):
+        refused = ctx.kuscia.refused("job", conn, name, attempt)
+        if refused is not None:  # Kuscia refused exactly this: say so, send nothing
+            await _still_refused(ctx, resource, cache, body, refused)
+            return None
         try:
             if bfia:
                 await ctx.kuscia.bfia().create_job(request)
@@ -225,7 +259,9 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
             await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
             return None
         except KusciaError as err:
-            await _report(ctx, resource, cache, body, err)
+            await _report_send(ctx, resource, cache, body, err, ("job", conn, name, attempt))
+            return None
+        ctx.kuscia.set_refused("job", conn, name, None)
         mirror = {
             "remoteId": name,
             "specHash": wanted,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from typing import Any
 
 from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
@@ -20,7 +20,14 @@ from ..builders.kuscia import (
 from ..models.paddleservice import PaddleService
 from ..runtime.cache import Key
 from ..runtime.context import Context, now_rfc3339
-from ..runtime.kuscia_hub import Connection, NoKusciaConnection, describe
+from ..runtime.kuscia_hub import (
+    Connection,
+    NoKusciaConnection,
+    attempt_key,
+    describe,
+    is_refusal,
+    refusal,
+)
 from ..runtime.queue import RetryLater
 from ..status.conditions import Cond
 from ..status.kuscia import MISSING, UNSEEN, Problem, paddleservice_kuscia_status
@@ -98,17 +105,23 @@ async def reconcile_kuscia_serving(
     app_image = None
     if any(p.app_image is None for p in kuscia.parties):
         app_image = appimage_name(meta["name"], spec)
-        if previous_block.get("appImage") != app_image:
-            try:
-                await conn.client.create_appimage(build_appimage(meta["name"], spec))
-                logger.info("Registered Kuscia AppImage name=%s namespace=%s ps=%s", app_image, *key)
-            except KusciaAlreadyExists:
-                pass
-            except KusciaError as err:
-                await _kuscia_failed(ctx, body, err)
-
     request = paddleservice_create_request(meta["name"], spec, app_image)
     wanted_hash = digest(request)
+    attempt = attempt_key(body, wanted_hash)
+    refused = hub.refused("ps", conn, sid, attempt)
+    if refused is not None:  # Kuscia refused exactly this: say so (or what is wrong now), send nothing
+        await _problem(ctx, body, conn.problem_for("ps") or refused)
+        return None
+    failed = _FailureReporter(ctx, body, conn, sid, attempt)
+
+    if app_image is not None and previous_block.get("appImage") != app_image:
+        try:
+            await conn.client.create_appimage(build_appimage(meta["name"], spec))
+            logger.info("Registered Kuscia AppImage name=%s namespace=%s ps=%s", app_image, *key)
+        except KusciaAlreadyExists:
+            pass
+        except KusciaError as err:
+            return await failed(err)
     # What this process last sent wins over the status: a status write may have failed after a send.
     applied_hash = hub.applied(conn, sid) or previous_block.get("appliedHash")
     old_id = previous_block.get("servingId")
@@ -116,7 +129,7 @@ async def reconcile_kuscia_serving(
         try:
             await conn.client.delete_serving(old_id, missing_ok=True)
         except KusciaError as err:
-            await _kuscia_failed(ctx, body, err)
+            return await failed(err)
         logger.info(
             "Deleted Kuscia serving after an id change serving_id=%s namespace=%s name=%s", old_id, *key
         )
@@ -155,7 +168,8 @@ async def reconcile_kuscia_serving(
                 logger.info("Re-created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
             sent = True
     except KusciaError as err:
-        await _kuscia_failed(ctx, body, err)
+        return await failed(err)
+    hub.set_refused("ps", conn, sid, None)
     if sent:
         hub.set_applied(conn, sid, wanted_hash)
         hub.set_remote("ps", conn, sid, None)
@@ -226,11 +240,21 @@ async def _switch_away(
     return None
 
 
-async def _kuscia_failed(ctx: Context, body: dict[str, Any], err: KusciaError) -> NoReturn:
-    """Say why in the status, then retry with the key's backoff: even a rejection can depend on state in
-    Kuscia (a missing AppImage, a name still taken) that changes without any change to our object."""
-    await _problem(ctx, body, describe(err))
-    raise RetryLater(str(err))
+class _FailureReporter:
+    """Say in the status why Kuscia did not do what we asked. A refusal is remembered and not sent again
+    until the object changes (no loop of identical requests); anything else is retried with backoff."""
+
+    def __init__(self, ctx: Context, body: dict[str, Any], conn: Connection, sid: str, attempt: str) -> None:
+        self.ctx, self.body, self.conn, self.sid, self.attempt = ctx, body, conn, sid, attempt
+
+    async def __call__(self, err: KusciaError) -> None:
+        if is_refusal(err):
+            problem = refusal(err)
+            await _problem(self.ctx, self.body, problem)
+            self.ctx.kuscia.set_refused("ps", self.conn, self.sid, self.attempt, problem)
+            return None
+        await _problem(self.ctx, self.body, describe(err))
+        raise RetryLater(str(err))
 
 
 async def _problem(ctx: Context, body: dict[str, Any], problem: Problem) -> None:

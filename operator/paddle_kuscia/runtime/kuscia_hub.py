@@ -92,6 +92,32 @@ def describe(err: Exception) -> Problem:
     return Problem("Unknown", "KusciaUnavailable", f"{type(err).__name__}: {err}")
 
 
+def is_refusal(err: Exception) -> bool:
+    """Kuscia answered and said no: sending the same request again would get the same answer.
+
+    Transport failures, 5xx, 11101/11103 (Kuscia failing) and refused credentials are not refusals:
+    they are retried with backoff and recover by themselves once Kuscia or the credentials are fixed.
+    """
+    return isinstance(err, KusciaError) and not err.retryable and not isinstance(err, KusciaAuthError)
+
+
+def attempt_key(body: dict[str, Any], request_digest: str) -> str:
+    """What a refused request is remembered by: the request plus the object's generation and
+    annotations, so editing the object (or only annotating it) allows one new attempt."""
+    meta = body["metadata"]
+    annotations = json.dumps(meta.get("annotations") or {}, sort_keys=True)
+    return f"{request_digest}/{meta.get('generation', 1)}/{annotations}"
+
+
+def refusal(err: KusciaError) -> Problem:
+    problem = describe(err)
+    return Problem(
+        problem.status,
+        problem.reason,
+        f"{problem.message} (not sent again until the object's spec or annotations change)",
+    )
+
+
 def _unfinished(kind: str, seen: Any) -> bool:
     """Whether polling can still tell us something: finished or vanished jobs never change again."""
     if kind != "job":
@@ -111,6 +137,8 @@ class KusciaHub:
         self._timeout = ctx.config.kuscia_timeout
         self.polls = 0
         self._applied: dict[tuple[str, str], str] = {}
+        # (kind, connection, remote id) -> the attempt Kuscia refused and what it said
+        self._refused: dict[tuple[str, str, str], tuple[str, Problem]] = {}
         self._verified: set[tuple[str, str]] = set()
 
     # ---- connections ------------------------------------------------------------------------------
@@ -218,6 +246,19 @@ class KusciaHub:
             self._applied.pop((conn.id, remote_id), None)
         else:
             self._applied[(conn.id, remote_id)] = digest
+
+    def refused(self, kind: str, conn: Connection, remote_id: str, attempt: str) -> Problem | None:
+        """Why Kuscia refused this very attempt (see `attempt_key`) in this process's lifetime, if it did."""
+        seen = self._refused.get((kind, conn.id, remote_id))
+        return seen[1] if seen is not None and seen[0] == attempt else None
+
+    def set_refused(
+        self, kind: str, conn: Connection, remote_id: str, attempt: str | None, problem: Problem | None = None
+    ) -> None:
+        if attempt is None or problem is None:
+            self._refused.pop((kind, conn.id, remote_id), None)
+        else:
+            self._refused[(kind, conn.id, remote_id)] = (attempt, problem)
 
     def first_look(self, conn: Connection, remote_id: str) -> bool:
         """True once per serving and process: the first time its polled state may be checked for drift."""
