@@ -3,31 +3,46 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, overload
+
+from pydantic import ValidationError
 
 from ..adapters.kube import Conflict, KubeError, NotFound, Resource
 from ..builders.compare import merge_patch
+from ..models.base import WireModel
+from ..models.paddleservice import Condition, ConditionedStatus, ConditionStatus
 from ..runtime.cache import ObjectCache
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.queue import RetryLater
-from ..status.conditions import Cond, merge_conditions
+from ..status.conditions import Cond, condition, merge_conditions, parse_conditions
 
 logger = logging.getLogger("paddle_kuscia")
 
+StatusT = TypeVar("StatusT", bound=ConditionedStatus)
 
-def ready_of(status: dict[str, Any] | None) -> dict[str, Any] | None:
-    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+
+def ready_of(status: Mapping[str, Any] | None) -> Condition | None:
+    """The `Ready` condition of a status as written to the API."""
+    conditions = parse_conditions((status or {}).get("conditions"))
+    return next((c for c in conditions if c.type == "Ready"), None)
 
 
 async def write_status(
-    ctx: Context, resource: Resource, cache: ObjectCache, body: dict[str, Any], status: dict[str, Any]
+    ctx: Context,
+    resource: Resource,
+    cache: ObjectCache,
+    body: dict[str, Any],
+    status: WireModel | dict[str, Any],
 ) -> bool:
-    """Patch `.status` to `status` if it differs from the live one; post an Event when Ready moved."""
+    """Patch `.status` to `status` if its serialised form differs from the live one; post an Event when Ready
+    moved. Dicts are accepted for the Kuscia statuses until they are built from their models."""
     old = body.get("status") or {}
-    if old == status:
+    new = status.wire() if isinstance(status, WireModel) else status
+    if old == new:
         return False
     meta = body["metadata"]
-    patch = merge_patch(old, status)
+    patch = merge_patch(old, new)
     try:
         updated = await ctx.kube.patch_status(
             resource, meta["namespace"], meta["name"], patch, resource_version=meta.get("resourceVersion")
@@ -47,49 +62,91 @@ async def write_status(
         meta["name"],
         meta.get("generation"),
     )
-    before, after = ready_of(old), ready_of(status)
+    before, after = ready_of(old), ready_of(new)
     if after is not None and _transition(before, after):
-        log = logger.warning if after["status"] == "False" else logger.info
+        log = logger.warning if after.status == "False" else logger.info
         log(
             "Ready changed kind=%s namespace=%s name=%s status=%s reason=%s message=%s",
             resource.kind,
             meta["namespace"],
             meta["name"],
-            after["status"],
-            after["reason"],
-            after["message"],
+            after.status,
+            after.reason,
+            after.message,
         )
         await ctx.kube.post_event(
             body,
-            type="Warning" if after["status"] == "False" else "Normal",
-            reason=after["reason"],
-            message=f"Ready={after['status']}: {after['message']}",
+            type="Warning" if after.status == "False" else "Normal",
+            reason=after.reason,
+            message=f"Ready={after.status}: {after.message}",
         )
     return True
 
 
-def _transition(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+def _transition(before: Condition | None, after: Condition) -> bool:
     """Worth an Event: Ready flipped, or it failed for a new reason (rollout steps under Unknown are not,
     nor is the first Unknown of a new object: its creation is no news)."""
     if before is None:
-        return after["status"] != "Unknown"
-    if before.get("status") != after["status"]:
+        return after.status != "Unknown"
+    if before.status != after.status:
         return True
-    return after["status"] == "False" and before.get("reason") != after["reason"]
+    return after.status == "False" and before.reason != after.reason
+
+
+@overload
+def failure_status(
+    body: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    model: type[StatusT],
+    extra: Sequence[Condition] = (),
+    ready: ConditionStatus = "False",
+) -> StatusT: ...
+
+
+@overload
+def failure_status(
+    body: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    extra: Sequence[Cond] = (),
+    ready: ConditionStatus = "False",
+) -> dict[str, Any]: ...
 
 
 def failure_status(
-    body: dict[str, Any], *, reason: str, message: str, extra: list[Cond] | None = None, ready: str = "False"
-) -> dict[str, Any]:
-    """The previous status with `Ready=False` (or Unknown) and the given dependency conditions."""
-    previous = dict(body.get("status") or {})
+    body: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    model: type[StatusT] | None = None,
+    extra: Sequence[Condition] | Sequence[Cond] = (),
+    ready: ConditionStatus = "False",
+) -> StatusT | dict[str, Any]:
+    """The previous status with `Ready=False` (or Unknown) and the given dependency conditions.
+
+    Without `model` (the Kuscia reconcilers, until their statuses are models) it works on the status dict.
+    """
     generation = body["metadata"].get("generation")
-    wanted = [Cond("Ready", ready, reason, message), *(extra or [])]
-    previous["conditions"] = merge_conditions(
-        previous.get("conditions"), wanted, generation=generation, now=now_rfc3339()
-    )
-    previous["observedGeneration"] = generation
-    return previous
+    now = now_rfc3339()
+    if model is None:
+        legacy = dict(body.get("status") or {})
+        wanted = [Cond("Ready", ready, reason, message), *(c for c in extra if isinstance(c, Cond))]
+        legacy["conditions"] = merge_conditions(
+            legacy.get("conditions"), wanted, generation=generation, now=now
+        )
+        legacy["observedGeneration"] = generation
+        return legacy
+    try:
+        previous = model.model_validate(body.get("status") or {})
+    except ValidationError:
+        previous = model()
+    decided = [condition("Ready", ready, reason, message, now=now)]
+    decided += [c for c in extra if isinstance(c, Condition)]
+    conditions = merge_conditions(previous.conditions, decided, generation=generation)
+    return previous.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
 
 async def ensure_finalizer(

@@ -11,7 +11,7 @@ from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, Invalid, KubeError
 from ..builders.compare import digest, first_difference, is_subset
 from ..builders.knative import FIELD_MANAGER, InvalidSpec, Owner, build_knative_service, knative_warnings
 from ..models.observed import KnativeObservation, parse_knative_service, parse_revision
-from ..models.paddleservice import Backend, PaddleService
+from ..models.paddleservice import Backend, PaddleService, PaddleServiceStatus
 from ..runtime.cache import Key
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.queue import RetryLater
@@ -112,6 +112,7 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
                 body,
                 failure_status(
                     body,
+                    model=PaddleServiceStatus,
                     reason="KnativeServiceApplyFailed",
                     ready="Unknown",
                     message=f"Applying the Knative Service failed; retrying with backoff: {err.message}",
@@ -134,7 +135,7 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     has_status = bool(live and live.get("status"))
     status = knative_status(
         generation=generation,
-        previous=body.get("status"),
+        previous=ps.status,
         rollout=rollout,
         observed=observed if has_status else None,
         now=now_rfc3339(),
@@ -163,6 +164,5 @@ async def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -
         reason,
         message,
     )
-    await write_status(
-        ctx, PADDLESERVICES, ctx.paddleservices, body, failure_status(body, reason=reason, message=message)
-    )
+    status = failure_status(body, model=PaddleServiceStatus, reason=reason, message=message)
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)

@@ -7,27 +7,34 @@ revision of the current spec failed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from ..builders.knative import TAG_CANARY, TAG_DEFAULT, Rollout
 from ..models.observed import ConditionState, KnativeObservation
-from .conditions import Cond, merge_conditions, summarize
+from ..models.paddleservice import (
+    Addressable,
+    Condition,
+    PaddleServiceStatus,
+    TrafficTarget,
+    VariantStatus,
+)
+from .conditions import condition, merge_conditions, summarize
 
 
-def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag: str) -> Cond:
+def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag: str, now: str) -> Condition:
     failed = obs.failed(revision)
     if failed is not None:
         reason = failed.reason or "RevisionFailed"
-        return Cond(ctype, "False", reason, f"Revision {revision} failed: {failed.message or reason}")
+        return condition(
+            ctype, "False", reason, f"Revision {revision} failed: {failed.message or reason}", now=now
+        )
     routed = (obs.routed(tag) or {}).get("revisionName")
     if obs.known_ready(revision) and routed == revision:
-        return Cond(
-            ctype, "True", "RevisionReady", f"Revision {revision} is ready and serving the {tag} traffic."
-        )
+        message = f"Revision {revision} is ready and serving the {tag} traffic."
+        return condition(ctype, "True", "RevisionReady", message, now=now)
     if obs.known_ready(revision):
-        return Cond(
-            ctype, "Unknown", "TrafficMigrating", f"Revision {revision} is ready; moving {tag} traffic to it."
-        )
+        message = f"Revision {revision} is ready; moving {tag} traffic to it."
+        return condition(ctype, "Unknown", "TrafficMigrating", message, now=now)
     state = obs.revisions.get(revision)
     detail = ""
     if state and state.ready.reason:
@@ -37,92 +44,95 @@ def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag:
             else f" ({state.ready.reason})"
         )
     serving = f"; {routed} keeps serving meanwhile" if routed and routed != revision else ""
-    return Cond(
-        ctype,
-        "Unknown",
-        "RevisionNotReady",
-        f"Waiting for revision {revision} to become ready{detail}{serving}.",
-    )
+    message = f"Waiting for revision {revision} to become ready{detail}{serving}."
+    return condition(ctype, "Unknown", "RevisionNotReady", message, now=now)
 
 
-def _routes_condition(obs: KnativeObservation, rollout: Rollout) -> Cond:
+def _routes_condition(obs: KnativeObservation, rollout: Rollout, now: str) -> Condition:
     routes = obs.conditions.get("RoutesReady", ConditionState())
     if routes.status == "False":
-        return Cond("RoutesReady", "False", routes.reason or "RouteFailed", routes.message)
+        return condition("RoutesReady", "False", routes.reason or "RouteFailed", routes.message, now=now)
     wanted = {(t["tag"], t["revisionName"], t["percent"]) for t in rollout.traffic}
     seen = {(t.get("tag"), t.get("revisionName"), t.get("percent")) for t in obs.traffic}
     if not obs.settled or not rollout.final or wanted != seen or routes.status != "True":
-        return Cond(
+        return condition(
             "RoutesReady",
             "Unknown",
             routes.reason or "TrafficNotMigrated",
             routes.message or "Knative has not applied the desired traffic split yet.",
+            now=now,
         )
-    return Cond("RoutesReady", "True", "TrafficAssigned", "Traffic is split as requested.")
+    return condition("RoutesReady", "True", "TrafficAssigned", "Traffic is split as requested.", now=now)
 
 
 def knative_status(
     *,
     generation: int,
-    previous: dict[str, Any] | None,
+    previous: PaddleServiceStatus | None,
     rollout: Rollout,
     observed: KnativeObservation | None,
     now: str,
-) -> dict[str, Any]:
+) -> PaddleServiceStatus:
     """The full `status` of a Knative-backed PaddleService."""
-    previous = previous or {}
     obs = observed or KnativeObservation()
     if observed is None:
+        creating = "Creating the Knative Service."
         wanted = [
-            Cond("DefaultEndpointReady", "Unknown", "Reconciling", "Creating the Knative Service."),
-            Cond("RoutesReady", "Unknown", "Reconciling", "Creating the Knative Service."),
+            condition("DefaultEndpointReady", "Unknown", "Reconciling", creating, now=now),
+            condition("RoutesReady", "Unknown", "Reconciling", creating, now=now),
         ]
     else:
-        wanted = [_endpoint_condition("DefaultEndpointReady", rollout.default_revision, obs, TAG_DEFAULT)]
+        wanted = [
+            _endpoint_condition("DefaultEndpointReady", rollout.default_revision, obs, TAG_DEFAULT, now)
+        ]
         if rollout.canary_revision is not None:
             wanted.append(
-                _endpoint_condition("CanaryEndpointReady", rollout.canary_revision, obs, TAG_CANARY)
+                _endpoint_condition("CanaryEndpointReady", rollout.canary_revision, obs, TAG_CANARY, now)
             )
-        wanted.append(_routes_condition(obs, rollout))
+        wanted.append(_routes_condition(obs, rollout, now))
     ready = summarize(
-        wanted, ready_reason="Serving", ready_message="All traffic is served by ready revisions."
+        wanted, ready_reason="Serving", ready_message="All traffic is served by ready revisions.", now=now
     )
+    before = (previous.conditions if previous is not None else None) or []
     conditions = merge_conditions(
-        [c for c in previous.get("conditions") or [] if c.get("type") not in _ALL_TYPES or _keep(c, wanted)],
+        [c for c in before if c.type not in _ALL_TYPES or _keep(c, wanted)],
         [ready, *wanted],
         generation=generation,
-        now=now,
     )
-    status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
-    if obs.url:
-        status["url"] = obs.url
-    if obs.address_url:
-        status["address"] = {"url": obs.address_url}
     default_routed = (obs.routed(TAG_DEFAULT) or {}).get("revisionName")
     canary_routed = (obs.routed(TAG_CANARY) or {}).get("revisionName")
-    if default_routed:
-        status["default"] = {"name": default_routed}
-    if canary_routed:
-        status["canary"] = {"name": canary_routed}
-    if obs.traffic:
-        status["traffic"] = [
-            {k: t[k] for k in ("tag", "revisionName", "percent", "url") if t.get(k) is not None}
-            for t in obs.traffic
-        ]
-    if obs.latest_created:
-        status["latestCreatedRevision"] = obs.latest_created
-    if obs.latest_ready:
-        status["latestReadyRevision"] = obs.latest_ready
+    traffic = [
+        TrafficTarget(
+            tag=t.get("tag"), revision_name=t.get("revisionName"), percent=t.get("percent"), url=t.get("url")
+        )
+        for t in obs.traffic
+    ]
+    return PaddleServiceStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        url=obs.url or None,
+        address=Addressable(url=obs.address_url) if obs.address_url else None,
+        default=VariantStatus(name=default_routed) if default_routed else None,
+        canary=VariantStatus(name=canary_routed) if canary_routed else None,
+        replicas=_replicas(obs),
+        traffic=traffic or None,
+        latest_created_revision=obs.latest_created or None,
+        latest_ready_revision=obs.latest_ready or None,
+    )
+
+
+def _replicas(obs: KnativeObservation) -> int | None:
+    """Pods serving the routed revisions; None until Knative reports them for every routed revision."""
     routed = {t.get("revisionName") for t in obs.traffic if t.get("revisionName")}
     replicas = [obs.revisions[r].actual_replicas for r in routed if r in obs.revisions]
-    if replicas and all(r is not None for r in replicas):
-        status["replicas"] = sum(r for r in replicas if r is not None)
-    return status
+    if not replicas or any(r is None for r in replicas):
+        return None
+    return sum(r for r in replicas if r is not None)
 
 
 _ALL_TYPES = {"Ready", "DefaultEndpointReady", "CanaryEndpointReady", "RoutesReady", "KusciaServingReady"}
 
 
-def _keep(condition: dict[str, Any], wanted: list[Cond]) -> bool:
+def _keep(previous: Condition, wanted: Sequence[Condition]) -> bool:
     """A dependency condition we no longer report (e.g. CanaryEndpointReady after the canary left) is dropped."""
-    return condition.get("type") in {c.type for c in wanted} or condition.get("type") == "Ready"
+    return previous.type in {c.type for c in wanted} or previous.type == "Ready"
