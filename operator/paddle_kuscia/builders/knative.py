@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.observed import KnativeObservation
-from ..models.paddleservice import AcceleratorType, EndpointSpec, PaddleServiceSpec
+from ..models.paddleservice import (
+    DEFAULT_CANARY_TRAFFIC_PERCENT,
+    AcceleratorType,
+    EndpointSpec,
+    PaddleServiceSpec,
+)
 from .quantity import InvalidQuantity, canonical_quantity, parse_quantity
 
 KNATIVE_API_VERSION = "serving.knative.dev/v1"
@@ -24,7 +29,6 @@ ES_TEMPLATE_LABEL = "PaddleService"  # ElasticServing's own template label, kept
 MANAGED_BY = {"app.kubernetes.io/managed-by": "paddle-kuscia-operator"}
 TAG_DEFAULT = "default"
 TAG_CANARY = "canary"
-DEFAULT_CANARY_PERCENT = 50  # ElasticServing's default when a canary has no percentage
 MAX_NAME = 52  # 63 (revision name limit) - 1 (dash) - 10 (hash)
 
 DEFAULT_CPU = "200m"
@@ -248,7 +252,9 @@ class Rollout:
 def canary_percent(spec: PaddleServiceSpec) -> int:
     if spec.canary is None:
         return 0
-    return spec.canary_traffic_percent if spec.canary_traffic_percent is not None else DEFAULT_CANARY_PERCENT
+    if spec.canary_traffic_percent is None:
+        return DEFAULT_CANARY_TRAFFIC_PERCENT
+    return spec.canary_traffic_percent
 
 
 def _target(revision: str, percent: int, tag: str) -> dict[str, Any]:

@@ -18,6 +18,8 @@ VERSION = "v1"
 KIND = "PaddleService"
 PLURAL = "paddleservices"
 
+DEFAULT_CANARY_TRAFFIC_PERCENT = 50  # ElasticServing's, when a canary has no canaryTrafficPercent
+
 DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 DURATION_OR_SECONDS = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|[0-9]+)$"
 
@@ -209,7 +211,12 @@ class PaddleServiceSpec(WireModel):
         description="The variant that receives 100 - canaryTrafficPercent of traffic."
     )
     canary: EndpointSpec | None = None
-    canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    canary_traffic_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=f"Share of the traffic for the canary (default {DEFAULT_CANARY_TRAFFIC_PERCENT} with a canary).",
+    )
     service: ServiceSpec | None = None
     working_dir: str | None = Field(default=None, max_length=4096)
     volume_mounts: list[VolumeMount] | None = Field(default=None, max_length=64)
@@ -243,11 +250,14 @@ class PaddleServiceSpec(WireModel):
 # ---- status -------------------------------------------------------------------------------------------
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 class Condition(WireModel):
     """metav1.Condition."""
 
     type: str
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: str
     message: str = ""
     last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
@@ -291,12 +301,17 @@ class KusciaServingStatus(WireModel):
     applied_hash: str | None = Field(default=None, description="Digest of the last request Kuscia accepted.")
 
 
-class PaddleServiceStatus(WireModel):
+class ConditionedStatus(WireModel):
+    """What every status this operator writes has: the generation it describes, and conditions."""
+
     observed_generation: int | None = None
     conditions: list[Condition] | None = Field(
         default=None,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+
+
+class PaddleServiceStatus(ConditionedStatus):
     url: str | None = None
     address: Addressable | None = None
     default: VariantStatus | None = None
