@@ -24,39 +24,54 @@ from .builders.kuscia import (
 from .models.kuscia import KusciaDeployment, KusciaJob
 from .models.observed import ConditionState, KnativeObservation, RevisionState
 from .models.paddleservice import Backend, PaddleService
+from .runtime.context import Config
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """The operator's settings from parsed `run` arguments (whose defaults come from `Config`)."""
+    return Config(
+        namespaces=() if args.all_namespaces else tuple(args.namespace or ()),
+        workers=args.workers,
+        kuscia_url=args.kuscia_url,
+        kuscia_credentials_dir=args.kuscia_credentials_dir,
+        bfia_url=args.bfia_url,
+        mirror_all=args.mirror_kuscia_resources,
+        kuscia_poll_interval=args.kuscia_poll_interval,
+        kuscia_timeout=args.kuscia_timeout,
+        backoff_base=args.backoff_base,
+        backoff_max=args.backoff_max,
+        leader_elect=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace,
+        liveness=args.liveness,
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        log_format=args.log_format,
+        verbose=args.verbose,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers
+    from .handlers import Operator
 
-    cfg = handlers.CONFIG
-    cfg.workers = args.workers
-    cfg.namespaces = None if args.all_namespaces else [n for n in args.namespace if "*" not in n] or None
-    cfg.kuscia_url = args.kuscia_url
-    cfg.kuscia_credentials_dir = args.kuscia_credentials_dir
-    cfg.bfia_url = args.bfia_url
-    cfg.mirror_all = args.mirror_kuscia_resources
-    cfg.kuscia_poll_interval = args.kuscia_poll_interval
-    cfg.kuscia_timeout = args.kuscia_timeout
-    cfg.backoff_base = args.backoff_base
-    cfg.backoff_max = args.backoff_max
-    if args.leader_elect:
-        cfg.leader_election_namespace = args.leader_election_namespace
+    config = config_from(args)
     kopf.configure(
-        verbose=args.verbose,
-        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+        verbose=config.verbose,
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
-    if not args.verbose:
+    if not config.verbose:
         # kopf says "Handler ... succeeded" for every watch event it passes us (tens of thousands in a
         # large rollout); our own log says what changed. Its warnings and errors still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    if args.metrics_port:
+    operator = Operator(config)
+    registry = kopf.OperatorRegistry()
+    operator.register(registry)
+    if config.metrics_port:
         from .runtime import metrics
 
-        def sources() -> Any:
-            ctx = handlers._ctx
+        def sources() -> list[tuple[str, list[dict[str, Any]]]]:
+            ctx = operator.started
             if ctx is None:
                 return []
             return [
@@ -65,14 +80,15 @@ def _run(args: argparse.Namespace) -> int:
                 ("KusciaJob", [o for _, o in ctx.kuscia_jobs.items()]),
             ]
 
-        metrics.serve(args.metrics_port, sources, addr=args.metrics_address)
+        metrics.serve(config.metrics_port, sources, addr=config.metrics_address)
+    # Always standalone: kopf's peering is never used (it would pause this operator whenever another kopf
+    # operator of higher priority shares its peering); several instances coordinate with --leader-elect.
     kopf.run(
-        clusterwide=args.all_namespaces,
-        namespaces=args.namespace or (),
-        standalone=args.standalone or args.leader_elect,
-        priority=args.priority,
-        peering_name=args.peering_name,
-        liveness_endpoint=args.liveness,
+        registry=registry,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=True,
+        liveness_endpoint=config.liveness,
     )
     return 0
 
@@ -159,51 +175,57 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
+    default = Config.from_environment(os.environ)
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
         "-n", "--namespace", action="append", help="watch this namespace (repeatable; globs allowed)"
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", default=default.verbose)
+    run.add_argument("--log-format", choices=["plain", "json"], default=default.log_format)
     run.add_argument(
-        "--log-format", choices=["plain", "json"], default=os.environ.get("PADDLE_KUSCIA_LOG_FORMAT", "plain")
+        "--standalone",
+        action="store_true",
+        help="accepted for compatibility: the operator never uses kopf peering (HA: --leader-elect)",
     )
-    run.add_argument("--standalone", action="store_true", help="no kopf peering (a single instance)")
     run.add_argument(
         "--leader-elect",
         action="store_true",
-        help="HA: several instances, only the holder of a Lease reconciles (implies --standalone)",
+        default=default.leader_elect,
+        help="HA: several instances, only the holder of a Lease reconciles",
     )
+    run.add_argument("--leader-election-namespace", default=default.leader_election_namespace)
     run.add_argument(
-        "--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "paddle-kuscia-system")
+        "--liveness",
+        default=default.liveness,
+        help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
-    run.add_argument("--priority", type=int, default=None, help="peering priority (HA: the highest one acts)")
-    run.add_argument("--peering-name", default=None)
-    run.add_argument(
-        "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
-    )
-    run.add_argument("--metrics-port", type=int, default=None)
-    run.add_argument("--metrics-address", default="0.0.0.0")
-    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles per kind")
-    run.add_argument("--kuscia-url", default=os.environ.get("KUSCIA_API_URL"))
-    run.add_argument("--kuscia-credentials-dir", default=os.environ.get("KUSCIA_CREDENTIALS_DIR"))
-    run.add_argument("--bfia-url", default=os.environ.get("KUSCIA_BFIA_URL"))
+    run.add_argument("--metrics-port", type=int, default=default.metrics_port)
+    run.add_argument("--metrics-address", default=default.metrics_address)
+    run.add_argument("--workers", type=int, default=default.workers, help="concurrent reconciles per kind")
+    run.add_argument("--kuscia-url", default=default.kuscia_url)
+    run.add_argument("--kuscia-credentials-dir", default=default.kuscia_credentials_dir)
+    run.add_argument("--bfia-url", default=default.bfia_url)
     run.add_argument(
         "--mirror-kuscia-resources",
         action="store_true",
+        default=default.mirror_all,
         help="mirror every KusciaJob/KusciaDeployment, not only annotated ones",
     )
-    run.add_argument("--kuscia-poll-interval", type=float, default=10.0)
+    run.add_argument("--kuscia-poll-interval", type=float, default=default.kuscia_poll_interval)
     run.add_argument(
         "--kuscia-timeout",
         type=float,
-        default=float(os.environ.get("KUSCIA_API_TIMEOUT") or 10.0),
+        default=default.kuscia_timeout,
         help="seconds one Kuscia API attempt may take (KUSCIA_API_TIMEOUT)",
     )
     run.add_argument(
-        "--backoff-base", type=float, default=1.0, help="first retry delay after a failed reconcile"
+        "--backoff-base",
+        type=float,
+        default=default.backoff_base,
+        help="first retry delay after a failed reconcile",
     )
-    run.add_argument("--backoff-max", type=float, default=300.0)
+    run.add_argument("--backoff-max", type=float, default=default.backoff_max)
     run.set_defaults(func=_run)
 
     render = sub.add_parser("render", help="print what the operator would apply, without a cluster")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, cast
 
 import kopf
 
-from ..adapters.kube import KubeClient
+from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeClient, KubeError
 from ..models import kuscia as kuscia_models
 from ..models import paddleservice as ps_models
 from ..reconcile.kuscia_mirrors import (
@@ -30,15 +31,9 @@ from ..runtime.queue import Priority, WorkQueue
 
 logger = logging.getLogger("paddle_kuscia")
 
-CONFIG = Config()
 LIST_CHUNK = 500  # objects per page when priming the caches
-_ctx: Context | None = None
 
-
-def context() -> Context:
-    if _ctx is None:
-        raise RuntimeError("the operator has not started")
-    return _ctx
+Reconcile = Callable[[Context, Key], Awaitable[float | None]]
 
 
 def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -54,11 +49,15 @@ def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     )
 
 
+def _object(event: kopf.RawEvent) -> dict[str, Any]:
+    """The event's object as the plain JSON the caches and reconcilers work on."""
+    return cast(dict[str, Any], event["object"])
+
+
 async def _prime(ctx: Context) -> None:
     """List children once before the first reconcile, so a restart never mistakes "not seen yet" for "absent"."""
-    from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeError
-
-    scopes = CONFIG.namespaces or [None]
+    listed = ctx.config.listed_namespaces
+    scopes: list[str | None] = [*listed] if listed is not None else [None]
     for resource, cache in ((KNATIVE_SERVICES, ctx.knative_services), (KNATIVE_REVISIONS, ctx.revisions)):
         for namespace in scopes:
             params = {"limit": str(LIST_CHUNK)}
@@ -92,57 +91,91 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _ctx
-    settings.posting.level = logging.WARNING  # each posted log line is an API write
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
-    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-    settings.persistence.diffbase_storage = _NoDiffBase()
-    # kopf's initial lists, in pages too: small ones, since each watch stream (one per resource and
-    # namespace) holds its current page until every object on it has been handed to a worker.
-    settings.watching.chunk_size = 100
-    # kopf runs a worker per object, holding that object's last event until no event came for
-    # `idle_timeout` (default 5 s), and starts one for every listed object at once (no limit by default;
-    # the limit is per watch stream, i.e. per resource and namespace). Our handlers only file the event,
-    # so short-lived workers in bounded numbers cost nothing in speed, while a restart over thousands of
-    # PaddleServices (three times as many objects with their Knative Services and Revisions) no longer
-    # holds every listed body in memory at the same time.
-    settings.queueing.idle_timeout = 0.1
-    settings.queueing.worker_limit = 100
-    kube = KubeClient(max_connections=max(8, CONFIG.workers * 2), on_request=metrics.on_kube_request)
-    ctx = Context(config=CONFIG, kube=kube)
-    ctx.kuscia = KusciaHub(ctx)
-    await _prime(ctx)
+class Operator:
+    """The kopf handlers of one operator process, bound to its `Config`; the `Context` exists once started."""
 
-    def queue(kind: str, fn: Any) -> WorkQueue:
-        async def run(key: Any) -> float | None:
-            return await fn(ctx, key)
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._ctx: Context | None = None
 
-        return WorkQueue(
-            kind,
-            run,
-            workers=CONFIG.workers,
-            base_delay=CONFIG.backoff_base,
-            max_delay=CONFIG.backoff_max,
-            on_result=lambda name, outcome, secs: metrics.on_reconcile(name, outcome, secs),
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            raise RuntimeError("the operator has not started")
+        return self._ctx
+
+    @property
+    def started(self) -> Context | None:
+        """The context while the operator runs (None before start-up and after clean-up)."""
+        return self._ctx
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        kopf.on.startup(registry=registry)(self.startup)
+        kopf.on.cleanup(registry=registry)(self.cleanup)
+        kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL, registry=registry)(
+            self.paddleservice_event
+        )
+        kopf.on.event("serving.knative.dev", "v1", "services", registry=registry)(self.knative_service_event)
+        kopf.on.event("serving.knative.dev", "v1", "revisions", registry=registry)(self.revision_event)
+        kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments", registry=registry)(
+            self.kuscia_deployment_event
+        )
+        kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciajobs", registry=registry)(
+            self.kuscia_job_event
         )
 
-    ctx.queues["PaddleService"] = queue("PaddleService", reconcile_paddleservice)
-    ctx.queues["KusciaDeployment"] = queue("KusciaDeployment", reconcile_kuscia_deployment)
-    ctx.queues["KusciaJob"] = queue("KusciaJob", reconcile_kuscia_job)
-    _ctx = ctx
+    async def startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+        config = self.config
+        settings.posting.level = logging.WARNING  # each posted log line is an API write
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+        settings.persistence.diffbase_storage = _NoDiffBase()
+        # kopf's initial lists, in pages too: small ones, since each watch stream (one per resource and
+        # namespace) holds its current page until every object on it has been handed to a worker.
+        settings.watching.chunk_size = 100
+        # kopf runs a worker per object, holding that object's last event until no event came for
+        # `idle_timeout` (default 5 s), and starts one for every listed object at once (no limit by default;
+        # the limit is per watch stream, i.e. per resource and namespace). Our handlers only file the event,
+        # so short-lived workers in bounded numbers cost nothing in speed, while a restart over thousands of
+        # PaddleServices (three times as many objects with their Knative Services and Revisions) no longer
+        # holds every listed body in memory at the same time.
+        settings.queueing.idle_timeout = 0.1
+        settings.queueing.worker_limit = 100
+        kube = KubeClient(max_connections=max(8, config.workers * 2), on_request=metrics.on_kube_request)
+        ctx = Context(config=config, kube=kube)
+        ctx.kuscia = KusciaHub(ctx)
+        await _prime(ctx)
 
-    def act() -> None:
-        for q in ctx.queues.values():
-            q.start()
-        ctx.kuscia.start()
-        logger.info("Started paddle-kuscia operator workers=%s", CONFIG.workers)
+        def queue(kind: str, reconcile: Reconcile) -> WorkQueue:
+            async def run(key: Hashable) -> float | None:
+                return await reconcile(ctx, cast(Key, key))
 
-    if CONFIG.leader_election_namespace:
-        elector = LeaderElector(kube, namespace=CONFIG.leader_election_namespace)
+            return WorkQueue(
+                kind,
+                run,
+                workers=config.workers,
+                base_delay=config.backoff_base,
+                max_delay=config.backoff_max,
+                on_result=metrics.on_reconcile,
+            )
+
+        ctx.queues["PaddleService"] = queue("PaddleService", reconcile_paddleservice)
+        ctx.queues["KusciaDeployment"] = queue("KusciaDeployment", reconcile_kuscia_deployment)
+        ctx.queues["KusciaJob"] = queue("KusciaJob", reconcile_kuscia_job)
+        self._ctx = ctx
+
+        def act() -> None:
+            for q in ctx.queues.values():
+                q.start()
+            ctx.kuscia.start()
+            logger.info("Started paddle-kuscia operator workers=%s", config.workers)
+
+        if config.lease_namespace is None:
+            act()
+            return
+        elector = LeaderElector(kube, namespace=config.lease_namespace)
         ctx.tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
 
         async def act_when_leading() -> None:
@@ -151,44 +184,93 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
         ctx.tasks.append(asyncio.create_task(act_when_leading(), name="act-when-leading"))
         logger.info("Waiting to become the leader identity=%s", elector.identity)
-    else:
-        act()
 
+    async def cleanup(self, **_: Any) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
+        for task in ctx.tasks:
+            task.cancel()
+        for q in ctx.queues.values():
+            await q.stop()
+        await ctx.kuscia.stop()
+        await ctx.kube.aclose()
 
-@kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    global _ctx
-    ctx, _ctx = _ctx, None
-    if ctx is None:
-        return
-    for task in ctx.tasks:
-        task.cancel()
-    for q in ctx.queues.values():
-        await q.stop()
-    await ctx.kuscia.stop()
-    await ctx.kube.aclose()
+    def _feed(
+        self,
+        cache: ObjectCache,
+        queue_name: str,
+        event: kopf.RawEvent,
+        *,
+        forget_extra: Callable[[Key], None] | None = None,
+    ) -> None:
+        ctx = self.ctx
+        obj = _object(event)
+        key = key_of(obj)
+        if event.get("type") == "DELETED":
+            cache.forget(key)
+            ctx.queues[queue_name].forget(key)
+            ctx.warned.pop(key, None)
+            if forget_extra:
+                forget_extra(key)
+            return
+        old = cache.get(key)
+        if cache.store(obj) and _significant(old, obj):
+            ctx.queues[queue_name].add(key)
 
+    async def paddleservice_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        ctx = self.ctx
+        self._feed(ctx.paddleservices, "PaddleService", event, forget_extra=ctx.kuscia.forget_paddleservice)
 
-def _feed(cache: ObjectCache, queue_name: str, event: dict[str, Any], *, forget_extra: Any = None) -> None:
-    ctx = context()
-    obj = event["object"]
-    key = key_of(obj)
-    if event.get("type") == "DELETED":
-        cache.forget(key)
-        ctx.queues[queue_name].forget(key)
-        ctx.warned.pop(key, None)
-        if forget_extra:
-            forget_extra(key)
-        return
-    old = cache.get(key)
-    if cache.store(obj) and _significant(old, obj):
-        ctx.queues[queue_name].add(key)
+    async def knative_service_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        ctx = self.ctx
+        obj = _object(event)
+        key = key_of(obj)
+        owner = _owner_key(obj) or key
+        if event.get("type") == "DELETED":
+            ctx.knative_services.forget(key)
+        elif not ctx.knative_services.store(obj):
+            return
+        if owner in ctx.paddleservices:
+            # A deleted Knative Service must be recreated (a change); anything else is a status step.
+            deleted = event.get("type") == "DELETED"
+            ctx.queues["PaddleService"].add(owner, Priority.CHANGE if deleted else Priority.REFRESH)
 
+    async def revision_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        ctx = self.ctx
+        obj = _object(event)
+        key = key_of(obj)
+        before = ctx.revisions.get(key)
+        if event.get("type") == "DELETED":
+            ctx.revisions.forget(key)
+            after = None
+        else:
+            if not ctx.revisions.store(obj):
+                return
+            after = ctx.revisions.get(key)
+        if before is not None and after is not None and before.get("status") == after.get("status"):
+            return
+        service = (obj.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/service")
+        if service and (key[0], service) in ctx.paddleservices:
+            ctx.queues["PaddleService"].add((key[0], service), Priority.REFRESH)
 
-@kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL)
-async def paddleservice_event(event: dict[str, Any], **_: Any) -> None:
-    ctx = context()
-    _feed(ctx.paddleservices, "PaddleService", event, forget_extra=ctx.kuscia.forget_paddleservice)
+    def _mirrored(self, obj: dict[str, Any]) -> bool:
+        annotations = obj.get("metadata", {}).get("annotations") or {}
+        return self.config.mirror_all or annotations.get(MIRROR_ANNOTATION) == "true"
+
+    async def kuscia_deployment_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        ctx = self.ctx
+        obj = _object(event)
+        if self._mirrored(obj) or key_of(obj) in ctx.kuscia_deployments:
+            self._feed(
+                ctx.kuscia_deployments, "KusciaDeployment", event, forget_extra=ctx.kuscia.forget_deployment
+            )
+
+    async def kuscia_job_event(self, event: kopf.RawEvent, **_: Any) -> None:
+        ctx = self.ctx
+        obj = _object(event)
+        if self._mirrored(obj) or key_of(obj) in ctx.kuscia_jobs:
+            self._feed(ctx.kuscia_jobs, "KusciaJob", event, forget_extra=ctx.kuscia.forget_job)
 
 
 def _owner_key(obj: dict[str, Any]) -> Key | None:
@@ -197,61 +279,3 @@ def _owner_key(obj: dict[str, Any]) -> Key | None:
         if ref.get("kind") == ps_models.KIND and ref.get("apiVersion", "").startswith(ps_models.GROUP + "/"):
             return (meta.get("namespace", ""), ref["name"])
     return None
-
-
-@kopf.on.event("serving.knative.dev", "v1", "services")
-async def knative_service_event(event: dict[str, Any], **_: Any) -> None:
-    ctx = context()
-    obj = event["object"]
-    key = key_of(obj)
-    owner = _owner_key(obj) or key
-    if event.get("type") == "DELETED":
-        ctx.knative_services.forget(key)
-    elif not ctx.knative_services.store(obj):
-        return
-    if owner in ctx.paddleservices:
-        # A deleted Knative Service must be recreated (a change); anything else is a status step.
-        deleted = event.get("type") == "DELETED"
-        ctx.queues["PaddleService"].add(owner, Priority.CHANGE if deleted else Priority.REFRESH)
-
-
-@kopf.on.event("serving.knative.dev", "v1", "revisions")
-async def revision_event(event: dict[str, Any], **_: Any) -> None:
-    ctx = context()
-    obj = event["object"]
-    key = key_of(obj)
-    before = ctx.revisions.get(key)
-    if event.get("type") == "DELETED":
-        ctx.revisions.forget(key)
-        after = None
-    else:
-        if not ctx.revisions.store(obj):
-            return
-        after = ctx.revisions.get(key)
-    if before is not None and after is not None and before.get("status") == after.get("status"):
-        return
-    service = (obj.get("metadata", {}).get("labels") or {}).get("serving.knative.dev/service")
-    if service and (key[0], service) in ctx.paddleservices:
-        ctx.queues["PaddleService"].add((key[0], service), Priority.REFRESH)
-
-
-def _mirrored(obj: dict[str, Any]) -> bool:
-    annotations = obj.get("metadata", {}).get("annotations") or {}
-    return CONFIG.mirror_all or annotations.get(MIRROR_ANNOTATION) == "true"
-
-
-@kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments")
-async def kuscia_deployment_event(event: dict[str, Any], **_: Any) -> None:
-    ctx = context()
-    if _mirrored(event["object"]) or key_of(event["object"]) in ctx.kuscia_deployments:
-        _feed(ctx.kuscia_deployments, "KusciaDeployment", event, forget_extra=ctx.kuscia.forget_deployment)
-
-
-@kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciajobs")
-async def kuscia_job_event(event: dict[str, Any], **_: Any) -> None:
-    ctx = context()
-    if _mirrored(event["object"]) or key_of(event["object"]) in ctx.kuscia_jobs:
-        _feed(ctx.kuscia_jobs, "KusciaJob", event, forget_extra=ctx.kuscia.forget_job)
-
-
-__all__ = ["CONFIG", "KubeClient", "context"]

@@ -2,29 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ..adapters.kube import KubeClient
 from .cache import IndexedCache, ObjectCache
+from .queue import WorkQueue
+
+if TYPE_CHECKING:
+    from .kuscia_hub import KusciaHub  # it takes the Context: a run-time import would be circular
+
+# Settings that the environment can set when no flag does (the flag wins). A Kubernetes Deployment sets
+# POD_NAMESPACE from the downward API; the Kuscia ones come from a Secret or ConfigMap.
+ENVIRONMENT = {
+    "kuscia_url": "KUSCIA_API_URL",
+    "kuscia_credentials_dir": "KUSCIA_CREDENTIALS_DIR",
+    "bfia_url": "KUSCIA_BFIA_URL",
+    "kuscia_timeout": "KUSCIA_API_TIMEOUT",
+    "leader_election_namespace": "POD_NAMESPACE",
+    "log_format": "PADDLE_KUSCIA_LOG_FORMAT",
+}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """Operator settings from the command line and environment."""
+    """Every operator setting, from `paddle-kuscia run`'s flags and the environment; the defaults live here."""
 
-    workers: int = 16
-    namespaces: list[str] | None = None  # None: all namespaces
+    namespaces: tuple[str, ...] = ()  # watched namespaces, globs allowed; empty: all namespaces
+    workers: int = 16  # concurrent reconciles per kind
     kuscia_url: str | None = None
     kuscia_credentials_dir: str | None = None
     bfia_url: str | None = None
-    mirror_all: bool = False
-    kuscia_poll_interval: float = 10.0
+    mirror_all: bool = False  # mirror every KusciaJob/KusciaDeployment, not only annotated ones
+    kuscia_poll_interval: float = 10.0  # seconds between status batch queries
     kuscia_timeout: float = 10.0  # seconds one Kuscia API attempt may take
-    backoff_base: float = 1.0
+    backoff_base: float = 1.0  # first retry delay after a failed reconcile
     backoff_max: float = 300.0
-    leader_election_namespace: str | None = None  # set: only the holder of the Lease reconciles
+    leader_elect: bool = False  # several instances; only the holder of the Lease reconciles
+    leader_election_namespace: str = "paddle-kuscia-system"
+    liveness: str | None = None  # kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz
+    metrics_port: int | None = None
+    metrics_address: str = "0.0.0.0"
+    log_format: str = "plain"  # or json
+    verbose: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Config:
+        """The defaults, with what the environment sets (empty variables count as unset)."""
+        defaults = cls()
+        given: dict[str, Any] = {}
+        for name, variable in ENVIRONMENT.items():
+            value = environ.get(variable)
+            if value:
+                given[name] = float(value) if isinstance(getattr(defaults, name), float) else value
+        return replace(defaults, **given)
+
+    @property
+    def lease_namespace(self) -> str | None:
+        """Where the leader-election Lease lives; None: no leader election, this instance acts at once."""
+        return self.leader_election_namespace if self.leader_elect else None
+
+    @property
+    def listed_namespaces(self) -> list[str] | None:
+        """The namespaces to list one by one, or None to list across all (every namespace, or globs)."""
+        if not self.namespaces or any(c in n for n in self.namespaces for c in "*?["):
+            return None
+        return list(self.namespaces)
 
 
 def now_rfc3339() -> str:
@@ -104,6 +150,8 @@ def slim_knative_service(obj: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Context:
+    """The operator's state, made at start-up from its `Config` and handed to every reconcile."""
+
     config: Config
     kube: KubeClient
     paddleservices: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
@@ -113,6 +161,6 @@ class Context:
     kuscia_deployments: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
     # Per object: what we last told the user through a Warning Event, so it is said once per generation.
     warned: dict[tuple[str, str], int] = field(default_factory=dict)
-    queues: dict[str, Any] = field(default_factory=dict)
-    kuscia: Any = None  # KusciaHub, when a Kuscia connection is configured or objects need one
-    tasks: list[Any] = field(default_factory=list)
+    queues: dict[str, WorkQueue] = field(default_factory=dict)
+    kuscia: KusciaHub = field(init=False)  # set right after the context is made: the hub needs it
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
