@@ -303,3 +303,11 @@ def test_an_unparsable_quantity_is_refused_with_the_field() -> None:
     with pytest.raises(InvalidSpec) as err:
         build_knative_service(OWNER, spec(resources={"requests": {"cpu": "1e99999"}}))
     assert err.value.field == "spec.resources"
+
+
+def test_a_canary_without_a_percentage_gets_elasticservings_half() -> None:
+    s = spec(canary={"containerImage": "img/canary", "tag": "v2", "port": 9292})
+    default_rev = named_template(OWNER, s, s.default)[0]
+    canary_rev = named_template(OWNER, s, s.canary)[0]  # type: ignore[arg-type]
+    done = plan_rollout(OWNER, s, ready(default_rev, canary_rev))
+    assert [(t["tag"], t["percent"]) for t in done.traffic] == [("default", 50), ("canary", 50)]
