@@ -15,6 +15,8 @@ echo "[test] ruff" >&2
 .venv/bin/ruff format --check operator tests hack
 echo "[test] import-linter (pure layers stay free of kopf, httpx and the kubernetes client)" >&2
 .venv/bin/lint-imports
+echo "[test] mypy --strict on operator/ (overrides in pyproject.toml)" >&2
+.venv/bin/mypy
 echo "[test] crds/ is what the models generate" >&2
 .venv/bin/python hack/gen-crds.py --check
 echo "[test] manifests/argocd health checks are what hack/argocd-health generates" >&2

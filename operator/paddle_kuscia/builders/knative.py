@@ -82,7 +82,8 @@ def revision_name(service_name: str, template: dict[str, Any]) -> str:
 def _annotations(spec: PaddleServiceSpec) -> dict[str, str]:
     svc = spec.service
     get = (lambda name: getattr(svc, name)) if svc is not None else (lambda name: None)
-    klass = _CLASS.get(get("autoscaler") or "kpa", get("autoscaler"))
+    autoscaler: str = get("autoscaler") or "kpa"
+    klass = _CLASS.get(autoscaler, autoscaler)
     is_kpa = klass == _CLASS["kpa"]
     prefix = "autoscaling.knative.dev/"
     out = {
@@ -285,7 +286,11 @@ def plan_rollout(owner: Owner, spec: PaddleServiceSpec, observed: KnativeObserva
     serving_canary = (obs.routed(TAG_CANARY) or {}).get("revisionName")
 
     if not obs.known_ready(default_name):
-        default_now = serving_default if obs.known_ready(serving_default) else default_name
+        default_now = (
+            serving_default
+            if serving_default is not None and obs.known_ready(serving_default)
+            else default_name
+        )
         canary_now = None
         if canary_name is not None:
             canary_now = canary_name if obs.known_ready(canary_name) else serving_canary

@@ -331,7 +331,7 @@ class PaddleService(WireModel):
     status: PaddleServiceStatus | None = None
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, str | int]] = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
     {"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].reason"},
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import Counter, Histogram, start_http_server
-from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 RECONCILES = Counter("paddle_kuscia_reconciles_total", "Reconciles by kind and outcome.", ["kind", "outcome"])
@@ -79,10 +79,8 @@ def on_kuscia_poll(url: str, route: str, failure_reason: str | None) -> None:
 
 
 def _ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c
-    return None
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), None)
 
 
 class ReadyStateCollector(Collector):
@@ -94,10 +92,10 @@ class ReadyStateCollector(Collector):
     polls come from what the queues and the poller reported.
     """
 
-    def __init__(self, sources: Callable[[], Iterable[tuple[str, Iterable[dict]]]]) -> None:
+    def __init__(self, sources: Callable[[], Iterable[tuple[str, Iterable[dict[str, Any]]]]]) -> None:
         self._sources = sources
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         objects = GaugeMetricFamily(
             "paddle_kuscia_objects", "Watched objects by kind and Ready status.", labels=["kind", "ready"]
         )
@@ -141,7 +139,7 @@ class ReadyStateCollector(Collector):
         yield from _runtime_families()
 
 
-def _runtime_families():  # type: ignore[no-untyped-def]
+def _runtime_families() -> Iterator[Metric]:
     depth = GaugeMetricFamily(
         "paddle_kuscia_workqueue_depth", "Keys waiting for a worker, by kind.", labels=["kind"]
     )
@@ -176,7 +174,7 @@ _collector: ReadyStateCollector | None = None
 
 
 def serve(
-    port: int, sources: Callable[[], Iterable[tuple[str, Iterable[dict]]]], addr: str = "0.0.0.0"
+    port: int, sources: Callable[[], Iterable[tuple[str, Iterable[dict[str, Any]]]]], addr: str = "0.0.0.0"
 ) -> None:
     global _collector
     if _collector is None:

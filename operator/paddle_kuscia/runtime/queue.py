@@ -113,7 +113,7 @@ class WorkQueue:
     def backoff(self, key: Hashable) -> float:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        delay = min(self._max, self._base * (2**n))
+        delay = min(self._max, self._base * 2.0**n)
         return delay * (0.9 + random.random() * 0.2)
 
     def start(self) -> None:
