@@ -9,8 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from . import autoscaling as limits
 from .base import DNS1123_LABEL, INT_OR_STRING, KUSCIA_ID, PRESERVE_UNKNOWN, QUANTITY_MAP, WireModel
 
 GROUP = "elasticserving.paddlepaddle.org"
@@ -20,7 +21,6 @@ PLURAL = "paddleservices"
 
 DEFAULT_CANARY_TRAFFIC_PERCENT = 50  # ElasticServing's, when a canary has no canaryTrafficPercent
 
-DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 DURATION_OR_SECONDS = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|[0-9]+)$"
 
 
@@ -50,30 +50,60 @@ class EndpointSpec(WireModel):
 
 
 class ServiceSpec(WireModel):
-    """Knative autoscaling knobs; ElasticServing's defaults are applied by the builder, not stored."""
+    """Knative autoscaling knobs; ElasticServing's defaults are applied by the builder, not stored.
+
+    Values that Knative would refuse are refused when the PaddleService is applied.
+    """
 
     autoscaler: Literal["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev", "kpa", "hpa"] | None = (
         Field(default=None, description="Autoscaler class (`kpa`/`hpa` accepted as short forms).")
     )
-    metric: Literal["concurrency", "rps", "cpu", "memory"] | None = Field(default=None)
-    window: str | None = Field(default=None, pattern=DURATION, description="Stable window, e.g. 60s.")
-    panic_window: int | str | None = Field(
+    metric: Literal["concurrency", "rps", "cpu", "memory"] | None = Field(
+        default=None, description="concurrency or rps with kpa; cpu or memory need hpa."
+    )
+    window: Annotated[str | None, AfterValidator(limits.WINDOW.check)] = Field(
         default=None,
-        json_schema_extra=INT_OR_STRING,
-        description="Panic window as a percentage of the stable window (Knative panic-window-percentage).",
+        pattern=limits.DURATION,
+        max_length=64,
+        description="Stable window, 6s to 1h in whole seconds, e.g. 60s (Knative window).",
     )
-    panic_threshold: int | str | None = Field(
-        default=None, json_schema_extra=INT_OR_STRING, description="Knative panic-threshold-percentage."
+    panic_window: Annotated[int | str | None, AfterValidator(limits.PANIC_WINDOW.check)] = Field(
+        default=None,
+        json_schema_extra=INT_OR_STRING | {"pattern": limits.NUMBER},
+        description="Panic window as a percentage of the stable window, 1 to 100 (Knative panic-window-percentage).",
     )
-    min_scale: int | None = Field(default=None, ge=0, description="Minimum replicas; 0 allows scale to zero.")
-    max_scale: int | None = Field(default=None, ge=0, description="Maximum replicas; 0 means no limit.")
-    target: int | None = Field(default=None, ge=0, description="Soft autoscaling target per replica.")
-    target_utilization: int | str | None = Field(
-        default=None, json_schema_extra=INT_OR_STRING, description="Knative target-utilization-percentage."
+    panic_threshold: Annotated[int | str | None, AfterValidator(limits.PANIC_THRESHOLD.check)] = Field(
+        default=None,
+        json_schema_extra=INT_OR_STRING | {"pattern": limits.NUMBER},
+        description="Percentage of the target that starts panic mode, 110 to 1000 "
+        "(Knative panic-threshold-percentage).",
     )
-    initial_scale: int | None = Field(default=None, ge=0, description="Replicas started for a new revision.")
-    scale_down_delay: str | None = Field(default=None, pattern=DURATION)
-    scale_to_zero_pod_retention_period: str | None = Field(default=None, pattern=DURATION)
+    min_scale: int | None = Field(
+        default=None, ge=0, le=limits.INT32_MAX, description="Minimum replicas; 0 allows scale to zero."
+    )
+    max_scale: int | None = Field(
+        default=None, ge=0, le=limits.INT32_MAX, description="Maximum replicas; 0 means no limit."
+    )
+    target: int | None = Field(
+        default=None, ge=limits.TARGET_MIN, description="Soft autoscaling target per replica, at least 1."
+    )
+    target_utilization: Annotated[int | str | None, AfterValidator(limits.TARGET_UTILIZATION.check)] = Field(
+        default=None,
+        json_schema_extra=INT_OR_STRING | {"pattern": limits.NUMBER},
+        description="Percentage of the target to aim for, 1 to 100 (Knative target-utilization-percentage).",
+    )
+    initial_scale: int | None = Field(
+        default=None,
+        ge=0,
+        le=limits.INT32_MAX,
+        description="Replicas started for a new revision (0 only where Knative's allow-zero-initial-scale is on).",
+    )
+    scale_down_delay: Annotated[str | None, AfterValidator(limits.SCALE_DOWN_DELAY.check)] = Field(
+        default=None, pattern=limits.DURATION, max_length=64, description="0s to 1h in whole seconds."
+    )
+    scale_to_zero_pod_retention_period: Annotated[
+        str | None, AfterValidator(limits.SCALE_TO_ZERO_POD_RETENTION.check)
+    ] = Field(default=None, pattern=limits.DURATION, max_length=64, description="0s to 1h.")
     container_concurrency: int | None = Field(
         default=None,
         ge=0,
@@ -98,9 +128,38 @@ class ServiceSpec(WireModel):
                     "message": "initialScale must be less than or equal to maxScale when maxScale is greater than 0",
                     "fieldPath": ".initialScale",
                 },
+                *limits.cel_rules(),
             ]
         }
     }
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_fits_the_autoscaler(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kpa = info.data.get("autoscaler") not in limits.HPA_CLASSES
+        if value is not None and kpa and value not in limits.KPA_METRICS:
+            raise ValueError(limits.METRIC_MESSAGE)
+        return value
+
+    @field_validator("max_scale")
+    @classmethod
+    def _max_scale_is_not_below_min_scale(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_scale")
+        if value and low is not None and low > value:
+            raise ValueError(
+                "minScale must be less than or equal to maxScale when maxScale is greater than 0"
+            )
+        return value
+
+    @field_validator("initial_scale")
+    @classmethod
+    def _initial_scale_is_not_above_max_scale(cls, value: int | None, info: ValidationInfo) -> int | None:
+        high = info.data.get("max_scale")
+        if value is not None and high and value > high:
+            raise ValueError(
+                "initialScale must be less than or equal to maxScale when maxScale is greater than 0"
+            )
+        return value
 
 
 class ResourceRequirements(WireModel):
