@@ -18,6 +18,11 @@ CONFIGURATION = ROOT / "docs" / "configuration.md"
 
 # A repository path as the docs write it: a top-level directory, then a path (no globs or placeholders).
 REPO_PATH = re.compile(r"(?<![\w./~-])((?:operator|hack|manifests|crds|tests|docs)/[\w./-]*|Dockerfile)")
+# A path inside the package, as architecture.md writes it: `runtime/cache.py`.
+PACKAGE_PATH = re.compile(
+    r"`((?:adapters|builders|describe|handlers|models|reconcile|runtime|status)/[\w./]*)`"
+)
+PACKAGE = ROOT / "operator" / "paddle_kuscia"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 NONE = "\N{EN DASH}"  # what the docs write for "no default"
 FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
@@ -56,6 +61,9 @@ def test_every_repository_path_in_the_docs_exists(page: Path) -> None:
         path = match.group(1).rstrip(".,:;")
         if not (ROOT / path).exists():
             missing.add(path)
+    for match in PACKAGE_PATH.finditer(page.read_text()):
+        if not (PACKAGE / match.group(1)).exists():
+            missing.add(match.group(1))
     assert not missing, f"{page.name} names paths that do not exist: {sorted(missing)}"
 
 
