@@ -191,3 +191,37 @@ def test_the_architecture_page_lists_the_layers_of_the_import_contract() -> None
     section = (ROOT / "docs" / "architecture.md").read_text().split("## Packages", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
     assert documented == layers, "docs/architecture.md's package table differs from .importlinter's layers"
+
+
+DOTTED = re.compile(r"`((?:adapters|builders|describe|handlers|models|reconcile|runtime|status)(?:\.\w+)+)`")
+
+
+def _resolves(dotted: str) -> bool:
+    """`builders.knative.build_knative_service` names a module of paddle_kuscia, or something in one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            thing: object = importlib.import_module("paddle_kuscia." + ".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(thing, attribute):
+                return False
+            thing = getattr(thing, attribute)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_ids(PAGES))
+def test_every_module_and_function_the_docs_name_exists(page: Path) -> None:
+    names = set(DOTTED.findall(page.read_text()))
+    # `status.url` is an object's field, not the status package: only names of its modules count there.
+    names = {
+        n
+        for n in names
+        if not n.startswith("status.") or (PACKAGE / "status" / f"{n.split('.')[1]}.py").exists()
+    }
+    missing = sorted(n for n in names if not _resolves(n))
+    assert not missing, f"{page.name} names modules or functions that do not exist: {missing}"
