@@ -1,5 +1,7 @@
 """manifests/monitoring: alerts proven with promtool, a dashboard and rules that read only metrics the
-operator exports, runbooks for every alert, and a component that renders into an install."""
+operator exports, and a runbook for every alert. (tests/integration/test_monitoring.py renders the component.)
+
+promtool is built by hack/promtool.sh (Go and the Go module proxy) on first use; a failed build fails."""
 
 from __future__ import annotations
 
@@ -180,9 +182,8 @@ def test_promtool_proves_each_alert_fires_on_bad_series_and_not_on_healthy_ones(
     quiet = {c["alertname"] for t in tests for c in t["alert_rule_test"] if not c["exp_alerts"]}
     every = {rule["alert"] for rule in rules()}
     assert fired == every, f"alerts never shown to fire: {sorted(every - fired)}"
-    for (
-        t
-    ) in tests:  # healthy series sit next to the bad ones, so exp_alerts being exact proves they stay quiet
+    # Healthy series sit next to the bad ones in every case, and exp_alerts is exact: they stay quiet.
+    for t in tests:
         assert len(t["input_series"]) > len({c["alertname"] for c in t["alert_rule_test"]}), t["name"]
     assert quiet, "no case shows an alert staying quiet before its `for` elapses"
     d = _rules_dir(tmp_path)
@@ -195,50 +196,3 @@ def test_promtool_proves_each_alert_fires_on_bad_series_and_not_on_healthy_ones(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
-
-
-@functools.cache
-def project_kubectl() -> Path:
-    bin_dir = subprocess.run(
-        ["bash", str(ROOT / "hack" / "control-plane.sh"), "bin-dir"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    kubectl = Path(bin_dir) / "kubectl"
-    if not kubectl.is_file():
-        pytest.fail(
-            f"the project's kubectl is missing at {kubectl}; run `hack/control-plane.sh build`", pytrace=False
-        )
-    return kubectl
-
-
-def test_the_component_adds_monitoring_to_an_install(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [str(ROOT / "manifests" / "overlays" / "prod")],
-                "components": [str(MONITORING)],
-            }
-        )
-    )
-    result = subprocess.run(
-        [str(project_kubectl()), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout) if d}
-    monitor = docs[("ServiceMonitor", "paddle-kuscia-operator")]
-    service = docs[("Service", "paddle-kuscia-operator-metrics")]
-    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
-    assert docs[("PrometheusRule", "paddle-kuscia-operator")]["spec"]["groups"]
-    board = docs[("ConfigMap", "paddle-kuscia-dashboard")]
-    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(board["data"]["paddle-kuscia-operator.json"])["uid"] == "paddle-kuscia-operator"
-    # The job the `up` alerts name is the one the ServiceMonitor gives the target: the Service's name.
-    down = next(r for r in rules() if r["alert"] == "PaddleKusciaOperatorDown")
-    assert f'job="{service["metadata"]["name"]}"' in down["expr"]
