@@ -224,7 +224,7 @@ async def create_all(
 
 
 # --------------------------------------------------------------------------------------------------
-# Processes: the Knative simulator, the operator and the watcher
+# Processes: the Knative simulator (--knative sim), the operator and the watcher
 # --------------------------------------------------------------------------------------------------
 
 
@@ -531,7 +531,16 @@ class Bench:
         """(Re)build the CPU meter from the processes alive now."""
         assert self.plane is not None
         groups: dict[str, list[tuple[int, bool]]] = {}
-        for name in ("kube-apiserver", "etcd", "kube-controller-manager"):
+        for name in (
+            "kube-apiserver",
+            "etcd",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "knative-controller",
+            "knative-webhook",
+            "knative-autoscaler",
+        ):
             pid_file = self.plane.run_dir / f"{name}.pid"
             if pid_file.exists():
                 groups[name] = [(int(pid_file.read_text().strip()), False)]
@@ -554,6 +563,8 @@ class Bench:
 
     async def setup(self) -> None:
         log(f"starting or reusing the control plane (logs and outputs in {self.out_dir})")
+        if self.args.knative == "sim":
+            os.environ["PK_KNATIVE"] = "0"  # the simulator replaces Knative's controllers: never both
         self.plane = ControlPlane.start()
         self.result["control_plane"] = {"run_dir": str(self.plane.run_dir), "owned": self.plane.owned}
         base = ROOT / "manifests" / "base"
@@ -562,9 +573,17 @@ class Bench:
         )
         self.audit = apiserver.AuditLog(self.plane.audit_log)
         self.admin = Kube(self.plane.admin_kubeconfig, connections=max(self.args.create_concurrency, 8))
-        self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay, self.args.sim_workers)
-        self.result["knative_sim"] = await self.sim.start(self.admin)
-        log(f"Knative simulator {self.result['knative_sim']}")
+        self.result["knative"] = self.args.knative
+        if self.args.knative == "sim":
+            if (self.plane.run_dir / "knative-controller.pid").exists():
+                raise RuntimeError(
+                    "a control plane with Knative's controllers is running; --knative sim needs one without"
+                )
+            self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay, self.args.sim_workers)
+            self.result["knative_sim"] = await self.sim.start(self.admin)
+            log(f"Knative simulator {self.result['knative_sim']}")
+        else:
+            log("Knative Serving's real controller, webhook and autoscaler (hack/knative.sh)")
         await self.create_namespaces(self.rollout_ns + ([] if self.args.skip_kuscia else [self.kuscia_ns]))
         self.result["versions"] = versions(self.plane, self.args.operator_source.resolve())
         self.track_cpu()
@@ -660,12 +679,12 @@ class Bench:
         self.result["floor"] = {k: rnd(sum(r[k] for r in runs) / len(runs)) for k in averaged}
         self.result["floor_seconds"] = self.result["floor"]["seconds"]
         self.result["floor_seconds_runs"] = [r["seconds"] for r in runs]
-        log(f"floor {run}: {seconds:.2f}s; waiting for the simulator to finish the floor's Knative Services")
+        log(f"floor {run}: {seconds:.2f}s; waiting for Knative to finish the floor's Knative Services")
         settled = await self.wait_knative_ready(namespaces, timeout=self.args.timeout)
-        figures["simulator_ready_seconds"] = rnd(time.monotonic() - m1["t"]) if settled else None
+        figures["knative_ready_seconds"] = rnd(time.monotonic() - m1["t"]) if settled else None
 
     async def wait_knative_ready(self, namespaces: list[str], timeout: float) -> bool:
-        """Poll until every Knative Service in `namespaces` is Ready (the simulator has caught up).
+        """Poll until every Knative Service in `namespaces` is Ready (Knative has caught up).
 
         Reads the server-side table (name and printer columns, no objects): a few hundred bytes per row.
         """
@@ -1120,6 +1139,12 @@ def report(r: dict[str, Any]) -> str:
     out = [
         f"paddle-kuscia bench  N={r['n']}  workers={r['workers']}  machine: {m['nproc']} cores, {m['memory_gib']} GiB"
         f"  load at start {m['loadavg_at_start']}",
+        "Knative: "
+        + (
+            "the simulator (tests/support/knative_sim.py)"
+            if r.get("knative") == "sim"
+            else "Knative Serving's real controller, webhook and autoscaler; pods on kwok"
+        ),
         f"versions: python {v.get('python')}  kopf {v.get('kopf')}  httpx {v.get('httpx')}  kube-apiserver "
         f"{v.get('kube_apiserver')}  etcd {v.get('etcd')}  git {v.get('git_commit')} "
         f"(+{v.get('operator_dirty_files')} dirty operator files, tree {v.get('operator_tree_sha256')})",
@@ -1138,7 +1163,10 @@ def report(r: dict[str, Any]) -> str:
                     "converged (ksvc + observedGeneration)",
                     f"{r.get('converge_seconds')} s  ({r.get('converged')}/{r['n']})",
                 ),
-                ("all Ready", f"{r.get('ready_seconds')} s  ({r.get('ready')}/{r['n']})"),
+                (
+                    "all Ready (as Knative reports it)",
+                    f"{r.get('ready_seconds')} s  ({r.get('ready')}/{r['n']})",
+                ),
                 (
                     "floor (N applies + N status patches)",
                     f"{r.get('floor_seconds')} s  (runs {r.get('floor_seconds_runs')}, "
@@ -1278,6 +1306,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kuscia-poll-interval", type=float, default=2.0)
     p.add_argument("--kuscia-window", type=int, default=5, help="steady-state window, in poll intervals")
     p.add_argument("--create-concurrency", type=int, default=32, help="the harness's creates in flight")
+    p.add_argument(
+        "--knative",
+        choices=("real", "sim"),
+        default="real",
+        help="Knative Serving's real control plane (default), or the simulator (tests/support/knative_sim.py)",
+    )
     p.add_argument("--ready-delay", type=float, default=0.3, help="Knative simulator revision ready delay")
     p.add_argument("--sim-workers", type=int, default=4, help="Knative simulator reconciles in flight")
     p.add_argument("--settle-seconds", type=float, default=10.0, help="quiet time before the idle window")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A real, local Kubernetes control plane: etcd + kube-apiserver + kube-controller-manager,
-# built from the Go module proxy, listening on 127.0.0.1 only.
+# A real, local Kubernetes control plane: etcd + kube-apiserver + kube-controller-manager + kube-scheduler,
+# built from the Go module proxy, with Knative Serving's real control plane on it (hack/knative.sh), all on
+# 127.0.0.1 only.
 #
-#   hack/control-plane.sh build   build (or reuse) the binaries and fetch Knative's CRDs into the cache
-#   hack/control-plane.sh up      start etcd, kube-apiserver, kube-controller-manager; install CRDs
+#   hack/control-plane.sh build   build (or reuse) the binaries, Knative's included, into the cache
+#   hack/control-plane.sh up      start etcd, kube-apiserver, kube-controller-manager; install CRDs; start Knative
 #   hack/control-plane.sh down    stop exactly the processes `up` started (by PID) and remove the run dir
 #   hack/control-plane.sh env     print the `export ...` lines for the running control plane
 #   hack/control-plane.sh status  say whether it is running
@@ -11,6 +12,7 @@
 # Environment:
 #   PADDLE_KUSCIA_CACHE   cache root (default ~/.cache/paddle-kuscia); binaries go to a versioned subdirectory
 #   PK_RUN_DIR            where certificates, kubeconfigs, data, logs and PIDs live (default $CACHE/run/default)
+#   PK_KNATIVE=0          `up` without Knative's processes (its CRDs are installed all the same)
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +22,6 @@ source "$HACK_DIR/versions.env"
 
 CACHE_ROOT=${PADDLE_KUSCIA_CACHE:-$HOME/.cache/paddle-kuscia}
 BIN_DIR="$CACHE_ROOT/bin/k8s-v${K8S_VERSION}-etcd-v${ETCD_VERSION}"
-KNATIVE_DIR="$CACHE_ROOT/knative-serving-v${KNATIVE_SERVING_VERSION}"
 RUN_DIR=${PK_RUN_DIR:-$CACHE_ROOT/run/default}
 
 # The operator's identity: the ServiceAccount from manifests/base, presented as a client certificate.
@@ -30,29 +31,15 @@ OPERATOR_SA=paddle-kuscia-operator
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
 
+K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
 binaries_present() {
-  [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kubectl" && -x "$BIN_DIR/etcd" ]]
+  local cmd
+  for cmd in "${K8S_COMMANDS[@]}" etcd; do [[ -x "$BIN_DIR/$cmd" ]] || return 1; done
 }
 
-# Print a dot-progress line while a long command runs, so a cold build does not look hung.
-with_progress() {
-  local what=$1; shift
-  local logfile="$CACHE_ROOT/build-logs/$what.log"
-  mkdir -p "$(dirname "$logfile")"
-  local start=$SECONDS
-  "$@" >"$logfile" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 15 &
-    wait $! || true
-    kill -0 "$pid" 2>/dev/null && log "... still building $what ($((SECONDS - start)) s so far; log: $logfile)"
-  done
-  if ! wait "$pid"; then
-    tail -n 40 "$logfile" >&2
-    die "building $what failed after $((SECONDS - start)) s (full log: $logfile)"
-  fi
-  log "built $what in $((SECONDS - start)) s"
-}
+# shellcheck source=lib.sh
+source "$HACK_DIR/lib.sh"
 
 build_k8s() {
   local work=$1 minor patch gomod
@@ -68,15 +55,15 @@ build_k8s() {
   while read -r m; do
     go mod edit -replace="$m=$m@v0.$minor.$patch"
   done < <(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => \./staging/src/.*|\1|p' "$gomod")
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"
+  local cmd packages=()
+  for cmd in "${K8S_COMMANDS[@]}"; do packages+=("k8s.io/kubernetes/cmd/$cmd@v$K8S_VERSION"); done
+  go get "${packages[@]}"
   local vflags="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
   vflags+=" -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   vflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1"
   vflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  local cmd
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${K8S_COMMANDS[@]}"; do
+    [[ -x "$BIN_DIR/$cmd" ]] && continue
     go build -trimpath -ldflags "-s -w $vflags" -o "$BIN_DIR/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
     mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
   done
@@ -92,27 +79,16 @@ build_etcd() {
   mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
 }
 
-fetch_knative() {
-  local dir
-  dir=$(cd "$(mktemp -d)" && go mod download -json "knative.dev/serving@v$KNATIVE_SERVING_VERSION" \
-    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  [[ -d "$dir/config/core/300-resources" ]] || die "knative.dev/serving@v$KNATIVE_SERVING_VERSION has no config/core/300-resources"
-  mkdir -p "$KNATIVE_DIR.tmp"
-  local crd
-  for crd in service configuration revision route; do
-    cp "$dir/config/core/300-resources/$crd.yaml" "$KNATIVE_DIR.tmp/$crd.yaml"
-  done
-  chmod -R u+w "$KNATIVE_DIR.tmp"
-  rm -rf "$KNATIVE_DIR" && mv "$KNATIVE_DIR.tmp" "$KNATIVE_DIR"
-}
-
 cmd_build() {
   command -v go >/dev/null || die "Go is not installed; the local control plane is built from the Go module proxy (Go >= 1.24 needed)"
   export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
   mkdir -p "$BIN_DIR"
+  # One build at a time per cache: a second caller waits here, then finds the binaries built.
+  exec {build_lock}>>"$CACHE_ROOT/.build-k8s.lock"
+  flock "$build_lock"
   if ! binaries_present; then
     log "building Kubernetes v$K8S_VERSION and etcd v$ETCD_VERSION from the Go module proxy into $BIN_DIR"
-    log "a cold build takes roughly 20-30 minutes on 2 cores; later runs reuse the cache"
+    log "a cold build takes about 8 minutes on 2 cores; later runs reuse the cache"
     local work
     work=$(mktemp -d)
     # shellcheck disable=SC2064
@@ -120,8 +96,9 @@ cmd_build() {
     [[ -x "$BIN_DIR/etcd" ]] || with_progress etcd build_etcd "$work"
     with_progress kubernetes build_k8s "$work"
   fi
-  [[ -f "$KNATIVE_DIR/service.yaml" ]] || fetch_knative
   binaries_present || die "build finished but binaries are missing from $BIN_DIR"
+  "$HACK_DIR/knative.sh" build
+  exec {build_lock}>&-  # processes started later must not inherit (and hold) the lock
 }
 
 free_port() {
@@ -180,8 +157,6 @@ current-context: local
 EOF
   chmod 600 "$file"
 }
-
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_ready() { # url what timeout
   local url=$1 what=$2 deadline=$((SECONDS + ${3:-60}))
@@ -248,7 +223,8 @@ EOF
 
 start_controller_manager() {
   "$BIN_DIR/kube-controller-manager" --kubeconfig="$RUN_DIR/controller-manager.kubeconfig" \
-    --controllers=garbagecollector,namespace --leader-elect=false --use-service-account-credentials=false \
+    --controllers=garbagecollector,namespace,deployment,replicaset,endpoint,endpointslice,serviceaccount,podgc \
+    --leader-elect=false --use-service-account-credentials=false \
     --bind-address=127.0.0.1 --secure-port=0 --concurrent-gc-syncs=20 \
     >"$RUN_DIR/logs/kube-controller-manager.log" 2>&1 &
   echo $! >"$RUN_DIR/kube-controller-manager.pid"
@@ -257,7 +233,7 @@ start_controller_manager() {
 kubectl_admin() { "$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" "$@"; }
 
 install_crds() {
-  kubectl_admin apply --server-side --force-conflicts -f "$KNATIVE_DIR/" >/dev/null
+  kubectl_admin apply --server-side --force-conflicts -f "$("$HACK_DIR/knative.sh" crd-dir)/" >/dev/null
   kubectl_admin apply --server-side --force-conflicts -k "$ROOT_DIR/crds/" >/dev/null
   kubectl_admin wait --for=condition=Established --timeout=60s crd --all >/dev/null
 }
@@ -267,6 +243,7 @@ cmd_up() {
   if pid_alive "$RUN_DIR/kube-apiserver.pid"; then
     log "already running (run dir $RUN_DIR)"
     install_crds
+    [[ "${PK_KNATIVE:-1}" == 0 ]] || "$HACK_DIR/knative.sh" up
     return 0
   fi
   rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR/logs"
@@ -287,24 +264,14 @@ cmd_up() {
   kubectl_admin create serviceaccount -n "$OPERATOR_NAMESPACE" "$OPERATOR_SA" >/dev/null
   write_kubeconfig "$RUN_DIR/operator.kubeconfig" operator "$port" \
     "$(kubectl_admin create token -n "$OPERATOR_NAMESPACE" "$OPERATOR_SA" --duration=8760h)"
+  [[ "${PK_KNATIVE:-1}" == 0 ]] || "$HACK_DIR/knative.sh" up
   log "up: kube-apiserver $("$BIN_DIR/kubectl" --kubeconfig="$RUN_DIR/admin.kubeconfig" version -o json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') at https://127.0.0.1:$port"
   cmd_env
 }
 
-stop_pidfile() {
-  local f=$1
-  if pid_alive "$f"; then
-    local pid; pid=$(cat "$f")
-    kill "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
-}
-
 cmd_down() {
+  "$HACK_DIR/knative.sh" down
   local f
   for f in kube-controller-manager kube-apiserver etcd; do stop_pidfile "$RUN_DIR/$f.pid"; done
   [[ -d "$RUN_DIR" ]] && rm -rf "$RUN_DIR"
@@ -333,6 +300,5 @@ case "${1:-}" in
   status) cmd_status ;;
   restart-apiserver) stop_pidfile "$RUN_DIR/kube-apiserver.pid"; start_apiserver ;;
   bin-dir) echo "$BIN_DIR" ;;
-  knative-dir) echo "$KNATIVE_DIR" ;;
-  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|bin-dir|knative-dir" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|bin-dir" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The operator's main job on an embedded local setup, all on 127.0.0.1:
-#   a real kube-apiserver + etcd + kube-controller-manager, the Knative simulator, the Kuscia API emulator,
-#   and `paddle-kuscia run` under its own ServiceAccount and ClusterRole (manifests/base).
+#   a real kube-apiserver + etcd + kube-controller-manager + kube-scheduler, Knative Serving's real controller,
+#   webhook and autoscaler with pods on kwok's fake Node (hack/knative.sh), the Kuscia API emulator, and
+#   `paddle-kuscia run` under its own ServiceAccount and ClusterRole (manifests/base).
 # It applies manifests/samples into namespace `demo`, waits for every sample to be Ready, and prints them.
 #
 #   hack/demo.sh          set up (idempotent) and leave everything running
@@ -14,6 +15,8 @@ CACHE_ROOT=${PADDLE_KUSCIA_CACHE:-$HOME/.cache/paddle-kuscia}
 export PK_RUN_DIR=${PK_DEMO_DIR:-$CACHE_ROOT/run/demo}
 STATE="$PK_RUN_DIR/demo"
 NS=demo
+# shellcheck source=versions.env
+source hack/versions.env
 
 say() { printf '[demo] %s\n' "$*" >&2; }
 
@@ -32,7 +35,7 @@ stop_pid() { # name
 }
 
 down() {
-  for p in operator knative-sim kuscia-sandbox; do stop_pid "$p"; done
+  for p in operator kuscia-sandbox; do stop_pid "$p"; done
   hack/control-plane.sh down
   say "stopped"
 }
@@ -62,18 +65,14 @@ esac
 
 start=$SECONDS
 hack/setup.sh
+say "starting the control plane and Knative Serving (the first run builds them; a progress line every 15 s)"
 hack/control-plane.sh up >/dev/null
 eval "$(hack/control-plane.sh env)"
 mkdir -p "$STATE"
-say "control plane: $(kubectl version -o json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
+say "control plane: Kubernetes $(kubectl version -o json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), knative.dev/serving v$KNATIVE_SERVING_VERSION"
 
 # The operator's identity and permissions, exactly as manifests/base grants them.
 kubectl apply -f manifests/base/clusterrole.yaml -f manifests/base/clusterrolebinding.yaml >/dev/null
-
-if ! running knative-sim; then
-  say "starting the Knative simulator (Knative's real CRDs, simulated controllers)"
-  start_bg knative-sim "$STATE/knative-sim.log" hack/knative-sim --kubeconfig "$KUBECONFIG" --ready-delay 1
-fi
 
 if ! running kuscia-sandbox; then
   say "starting the Kuscia API emulator (mTLS + Token on 127.0.0.1)"
@@ -108,7 +107,14 @@ kubectl get -n "$NS" paddleservices -o wide
 echo
 kubectl get -n "$NS" kusciadeployments,kusciajobs
 echo
-kubectl get -n "$NS" ksvc
+say "what Knative made of them: Services, Revisions, Routes, Deployments, and pods on kwok's fake Node"
+kubectl get -n "$NS" ksvc,revisions,routes
+echo
+kubectl get -n "$NS" deployments,pods -o wide
+echo
+say "the canary sample's split, as Knative's Route reports it and as the PaddleService reports it:"
+kubectl get route -n "$NS" paddleservice-canary-gpu -o jsonpath='{.status.traffic}'; echo
+kubectl get ps -n "$NS" paddleservice-canary-gpu -o jsonpath='{.status.traffic}'; echo
 echo
 kubectl get -n "$NS" events --sort-by=.lastTimestamp | tail -n 25
 echo

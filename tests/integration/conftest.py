@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from support.control_plane import ControlPlane, wait_for
+from support.knative import Knative
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,9 +49,6 @@ def operator_rbac(control_plane: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="session")
-def knative_sim(control_plane: ControlPlane) -> Iterator[object]:
-    """One Knative simulator for the run (Knative's real CRDs, simulated controllers, real admission policy)."""
-    from support.knative_sim import KnativeSimulator
-
-    with KnativeSimulator(control_plane.admin_kubeconfig, ready_delay=1.0) as sim:
-        yield sim
+def knative(control_plane: ControlPlane) -> Knative:
+    """Knative Serving's real control plane, which `hack/control-plane.sh up` starts with the API server."""
+    return Knative(control_plane)

@@ -23,6 +23,7 @@ from chaos_support import announce, backoff_allowance, condition, reconciles, wa
 from kuscia_fixtures import kuscia, operator_args
 
 from support.control_plane import ROOT, ControlPlane, wait_for
+from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess
 
@@ -103,7 +104,7 @@ CASES = load_corpus()
 def corpus_run(
     control_plane: ControlPlane,
     operator_rbac: None,
-    knative_sim: object,
+    knative: Knative,
     kuscia: KusciaDoubleThread,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CorpusRun]:

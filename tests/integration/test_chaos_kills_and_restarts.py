@@ -45,6 +45,7 @@ from chaos_support import (
 from kuscia_fixtures import operator_args
 
 from support.control_plane import ControlPlane, wait_for
+from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 
 __all__ = ["emulator", "frozen_status", "incarnations"]
@@ -153,7 +154,7 @@ def final_checks(cp: ControlPlane, namespace: str, fleet: Fleet, emulator: Kusci
 def test_sigkill_at_random_moments_loses_nothing(
     request: pytest.FixtureRequest,
     control_plane: ControlPlane,
-    knative_sim: object,
+    knative: Knative,
     emulator: KusciaDoubleThread,
     incarnations: Callable[..., Incarnations],
 ) -> None:
@@ -193,7 +194,7 @@ def test_sigkill_at_random_moments_loses_nothing(
 def test_apiserver_restarts_during_a_rollout_then_everything_converges(
     request: pytest.FixtureRequest,
     control_plane: ControlPlane,
-    knative_sim: object,
+    knative: Knative,
     emulator: KusciaDoubleThread,
     incarnations: Callable[..., Incarnations],
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.control_plane import ControlPlane, wait_for
+from support.knative import Knative
 from support.operator import OperatorProcess
 
 
@@ -33,7 +34,7 @@ def writers(cp: ControlPlane, since: int, ns: str) -> set[str]:
 
 
 def test_only_the_leader_acts_and_the_standby_takes_over(
-    control_plane: ControlPlane, operator_rbac: None, knative_sim: object, tmp_path: Path
+    control_plane: ControlPlane, operator_rbac: None, knative: Knative, tmp_path: Path
 ) -> None:
     ns = control_plane.create_namespace("ha")
     args = ["--namespace", "ha-*", "--leader-elect"]

@@ -1,7 +1,9 @@
-"""PaddleService on Knative, end to end: the real operator, the real API server, the Knative simulator.
+"""PaddleService on Knative, end to end: the real operator, the real API server, Knative Serving's real controller,
+webhook and autoscaler, and pods that kube-scheduler places on kwok's fake Node.
 
 Each test drives one transition users care about and checks what they would check: the Knative Service the
-operator wrote, the revisions Knative keeps, and the PaddleService status (`kubectl get ps`).
+operator wrote, the revisions, Route and pods Knative made of it, and the PaddleService status (`kubectl get ps`),
+which must say what Knative says.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from paddle_kuscia.builders.compare import first_difference
 from support.control_plane import ROOT, ControlPlane, wait_for
+from support.knative import CRASH_TAG, NODE, Knative
 from support.operator import OperatorProcess
 
 IMAGE = {"containerImage": "registry.example.com/paddle/serving", "tag": "v1", "port": 9292}
@@ -27,7 +31,7 @@ IMAGE = {"containerImage": "registry.example.com/paddle/serving", "tag": "v1", "
 def operator(
     control_plane: ControlPlane,
     operator_rbac: None,
-    knative_sim: object,
+    knative: Knative,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("knative-operator") / "operator.log"
@@ -163,7 +167,22 @@ def test_updating_the_default_keeps_the_old_revision_serving_until_the_new_is_re
     assert control_plane.get("revisions.serving.knative.dev", old, ns) is not None
 
 
-def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str) -> None:
+def assert_status_is_knatives(cp: ControlPlane, knative: Knative, obj: dict[str, Any], ns: str) -> None:
+    """The PaddleService says what Knative says: traffic (tags, revisions, percents, tag URLs) and URL."""
+    name = obj["metadata"]["name"]
+    keys = ("tag", "revisionName", "percent", "url")
+    route = [{k: t.get(k) for k in keys} for t in knative.route_traffic(ns, name)]
+    assert [{k: t.get(k) for k in keys} for t in obj["status"]["traffic"]] == route
+    ksvc = get(cp, "ksvc", name, ns)
+    assert (
+        obj["status"]["url"]
+        == ksvc["status"]["url"]
+        == get(cp, "routes.serving.knative.dev", name, ns)["status"]["url"]
+    )
+    assert obj["status"]["latestReadyRevision"] == ksvc["status"]["latestReadyRevisionName"]
+
+
+def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str, knative: Knative) -> None:
     canary = {**IMAGE, "containerImage": "registry.example.com/paddle/serving-canary"}
     control_plane.apply(paddleservice("svc"), ns)
     default_rev = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
@@ -177,10 +196,12 @@ def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str) -
     assert tag_urls["canary"].startswith("http://canary-svc.") and tag_urls["default"].startswith(
         "http://default-svc."
     )
+    assert_status_is_knatives(control_plane, knative, obj, ns)
 
     control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=50), ns)
     obj = wait_ready(control_plane, "svc", ns)
     assert traffic(obj) == {"default": (default_rev, 50), "canary": (canary_rev, 50)}
+    assert_status_is_knatives(control_plane, knative, obj, ns)
 
     # Promote: the canary becomes the default. Its revision is reused, not rebuilt.
     revisions_before = {
@@ -192,6 +213,7 @@ def test_canary_ten_fifty_promote_remove(control_plane: ControlPlane, ns: str) -
     revisions_after = {r["metadata"]["name"] for r in control_plane.list("revisions.serving.knative.dev", ns)}
     assert revisions_after == revisions_before, "promotion must not build a new revision"
     assert condition(obj, "CanaryEndpointReady") is None
+    assert_status_is_knatives(control_plane, knative, obj, ns)
 
     # Back to the original default, then drop the canary entirely.
     control_plane.apply(paddleservice("svc", canary=canary, canaryTrafficPercent=20), ns)
@@ -212,38 +234,44 @@ def test_rollback_to_zero_percent_keeps_default_serving(control_plane: ControlPl
 
 
 def test_failing_canary_surfaces_the_reason_and_default_keeps_serving(
-    control_plane: ControlPlane, ns: str
+    control_plane: ControlPlane, ns: str, knative: Knative
 ) -> None:
     control_plane.apply(paddleservice("svc"), ns)
     default_rev = wait_ready(control_plane, "svc", ns)["status"]["default"]["name"]
-    control_plane.apply(
-        paddleservice("svc", canary={**IMAGE, "tag": "crash-fail"}, canaryTrafficPercent=50), ns
-    )
-    obj = wait_ready(control_plane, "svc", ns, status="False")
+    # The canary's container exits at start (kwok reports it crashing); Knative fails the revision itself.
+    control_plane.apply(paddleservice("svc", canary={**IMAGE, "tag": CRASH_TAG}, canaryTrafficPercent=50), ns)
+    obj = wait_ready(control_plane, "svc", ns, status="False", timeout=120)
     ready, canary_cond = condition(obj, "Ready"), condition(obj, "CanaryEndpointReady")
-    assert canary_cond["status"] == "False" and ready["reason"] == canary_cond["reason"]
-    assert canary_cond["reason"] not in ("", "Reconciling")
+    assert canary_cond["status"] == "False" and ready["reason"] == canary_cond["reason"] == "ExitCode1"
+    canary_rev = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["metadata"]["name"]
+    revision = get(control_plane, "revisions.serving.knative.dev", canary_rev, ns)
+    assert condition(revision, "Ready")["status"] == "False"
+    assert condition(revision, "Ready")["reason"] == "ExitCode1"
+    assert canary_rev in canary_cond["message"]
     assert traffic(obj) == {"default": (default_rev, 100)}
+    assert knative.route_traffic(ns, "svc")[0]["revisionName"] == default_rev
     assert condition(obj, "DefaultEndpointReady")["status"] == "True"
     events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     assert any(e["type"] == "Warning" and e["reason"] == ready["reason"] for e in events)
 
 
 def test_status_follows_knative_without_a_spec_change(
-    control_plane: ControlPlane, ns: str, knative_sim: Any
+    control_plane: ControlPlane, ns: str, knative: Knative
 ) -> None:
-    control_plane.apply(paddleservice("svc"), ns)
+    control_plane.apply(paddleservice("svc", service={"minScale": 1}), ns)
     obj = wait_ready(control_plane, "svc", ns)
     generation = obj["metadata"]["generation"]
-    knative_sim.fail_revision(
-        ns, obj["status"]["default"]["name"], "ExitCode1", "Container failed with: OOMKilled"
-    )
-    obj = wait_ready(control_plane, "svc", ns, status="False")
+    # The model server of the serving revision crashes (OOM): Knative fails the revision, we follow.
+    knative.crash_revision(ns, obj["status"]["default"]["name"], "OOMKilled")
+    obj = wait_ready(control_plane, "svc", ns, status="False", timeout=120)
     assert obj["metadata"]["generation"] == generation
-    assert "OOMKilled" in condition(obj, "DefaultEndpointReady")["message"]
+    default = condition(obj, "DefaultEndpointReady")
+    assert default["reason"] == "ExitCode1" and "OOMKilled" in default["message"]
 
 
-def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, ns: str) -> None:
+def test_scale_to_zero_and_autoscaling_annotations(
+    control_plane: ControlPlane, ns: str, knative: Knative
+) -> None:
     control_plane.apply(
         paddleservice(
             "svc",
@@ -260,7 +288,7 @@ def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, 
         ),
         ns,
     )
-    wait_ready(control_plane, "svc", ns)
+    obj = wait_ready(control_plane, "svc", ns)
     template = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]
     ann = template["metadata"]["annotations"]
     assert ann["autoscaling.knative.dev/min-scale"] == "0" and ann["autoscaling.knative.dev/max-scale"] == "5"
@@ -268,6 +296,15 @@ def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, 
     assert ann["autoscaling.knative.dev/initial-scale"] == "0"
     assert ann["autoscaling.knative.dev/scale-down-delay"] == "15s"
     assert template["spec"]["containerConcurrency"] == 4 and template["spec"]["timeoutSeconds"] == 120
+    # `initialScale: 0`: Knative reports the revision Ready, and it runs no pod until a request comes.
+    revision = obj["status"]["default"]["name"]
+    assert (
+        condition(get(control_plane, "revisions.serving.knative.dev", revision, ns), "Ready")["status"]
+        == "True"
+    )
+    deployment = get(control_plane, "deployment", f"{revision}-deployment", ns)
+    assert deployment["spec"]["replicas"] == 0 and knative.pods(ns, revision) == []
+    assert obj["status"]["replicas"] == 0
 
 
 @pytest.mark.parametrize(
@@ -275,20 +312,30 @@ def test_scale_to_zero_and_autoscaling_annotations(control_plane: ControlPlane, 
     [
         ({"type": "nvidia-gpu", "count": 1}, "nvidia.com/gpu"),
         ({"type": "kunlun-xpu", "count": 2}, "baidu.com/xpu"),
+        ({"type": "kunlun-xpu", "count": 1, "resourceName": "kunlunxin.com/xpu"}, "kunlunxin.com/xpu"),
     ],
 )
-def test_accelerators_reach_the_pod_spec(
-    control_plane: ControlPlane, ns: str, accelerator: dict[str, Any], resource: str
+def test_accelerators_reach_the_pod_that_runs_on_the_node(
+    control_plane: ControlPlane, ns: str, knative: Knative, accelerator: dict[str, Any], resource: str
 ) -> None:
     control_plane.apply(
-        paddleservice("svc", accelerator=accelerator, nodeSelector={"accelerator": "yes"}), ns
+        paddleservice("svc", accelerator=accelerator, nodeSelector={"type": "kwok"}, service={"minScale": 1}),
+        ns,
     )
-    wait_ready(control_plane, "svc", ns)
-    pod = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]
-    res = pod["containers"][0]["resources"]
+    obj = wait_ready(control_plane, "svc", ns)
+    template = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]
+    assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in template["tolerations"]
+    assert template["nodeSelector"] == {"type": "kwok"}
+    # Knative's Deployment made a pod with the request, and kube-scheduler placed it on the Node that has it.
+    pods = wait_for(
+        lambda: knative.running_pods(ns, obj["status"]["default"]["name"]), timeout=60, what="a running pod"
+    )
+    pod = pods[0]
+    res = next(c for c in pod["spec"]["containers"] if c["name"] == "paddleserving")["resources"]
     assert res["requests"][resource] == res["limits"][resource] == str(accelerator["count"])
-    assert {"key": resource, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-    assert pod["nodeSelector"] == {"accelerator": "yes"}
+    assert pod["spec"]["nodeName"] == NODE
+    node = get(control_plane, "node", NODE, "")
+    assert int(node["status"]["allocatable"][resource]) >= accelerator["count"]
     events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "SlowColdStart" and resource in e["message"] for e in events)
 
@@ -358,14 +405,29 @@ def test_delete_collects_the_knative_service(control_plane: ControlPlane, ns: st
     wait_for(lambda: control_plane.get("ksvc", "svc", ns) is None, timeout=75, what="ksvc garbage-collected")
 
 
-def test_no_writes_after_convergence(control_plane: ControlPlane, ns: str) -> None:
+def reconciles(operator: OperatorProcess, kind: str = "PaddleService") -> float:
+    prefix = f'paddle_kuscia_reconciles_total{{kind="{kind}"'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in operator.metrics().splitlines() if line.startswith(prefix)
+    )
+
+
+def test_no_writes_after_convergence_nor_on_restart(
+    control_plane: ControlPlane, ns: str, operator: OperatorProcess
+) -> None:
+    # Values Knative's webhook stores in another form than a user writes them (cpu 0.2 becomes 200m) must not
+    # look like drift: the operator compares by value.
+    resources = {"requests": {"cpu": "0.2", "memory": "0.5Gi"}, "limits": {"cpu": 1, "memory": "1Gi"}}
     for i in range(3):
         control_plane.apply(
-            paddleservice(f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i), ns
+            paddleservice(
+                f"svc{i}", canary={**IMAGE, "tag": "v2"}, canaryTrafficPercent=10 * i, resources=resources
+            ),
+            ns,
         )
     for i in range(3):
         wait_ready(control_plane, f"svc{i}", ns)
-    # Revisions at 0 % scale to zero a little later (a real status change); wait until nothing moves.
+    # Knative keeps updating its own objects for a while after Ready; wait until our statuses stop moving.
     versions: list[list[str]] = []
 
     def settled() -> bool:
@@ -374,9 +436,29 @@ def test_no_writes_after_convergence(control_plane: ControlPlane, ns: str) -> No
 
     wait_for(settled, timeout=60, what="statuses to stop changing")
     mark = control_plane.audit_line_count()
-    time.sleep(60)  # the 60 s observation window the issue asks for; nothing waits on it
+    time.sleep(60)  # the 60 s observation window: we count what happens inside it, nothing waits on it
     writes = control_plane.operator_writes(mark)
     assert writes == [], f"operator wrote while idle: {[(e['verb'], e['requestURI']) for e in writes]}"
+
+    # A new operator process over converged objects reads everything and writes nothing.
+    mark = control_plane.audit_line_count()
+    operator.stop()
+    operator.start()
+    wait_for(lambda: reconciles(operator) >= 3, timeout=60, what="the restarted operator to reconcile")
+    time.sleep(10)  # observation window after the restart's reconciles
+    writes = control_plane.operator_writes(mark, ns)
+    assert writes == [], f"operator wrote on restart: {[(e['verb'], e['requestURI']) for e in writes]}"
+
+
+def test_text_outside_the_basic_multilingual_plane_reaches_knative(
+    control_plane: ControlPlane, ns: str
+) -> None:
+    arg = "echo '模型服务 🚀 ready' && exec paddle_serving_server --port 9292"
+    control_plane.apply(paddleservice("svc", default={**IMAGE, "arg": arg}), ns)
+    obj = wait_ready(control_plane, "svc", ns)
+    container = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [arg]
+    assert condition(obj, "Ready")["reason"] == "Serving"
 
 
 @pytest.mark.parametrize("name", ["sample_service", "lac"])
@@ -393,8 +475,11 @@ def test_elasticserving_manual_samples_render_to_services_knative_accepts(
     ksvc = yaml.safe_load(out)
     ksvc["metadata"]["namespace"] = ns
     del ksvc["metadata"]["ownerReferences"]
-    control_plane.apply(ksvc, ns)  # schema of Knative's CRD and the admission policy both run here
+    control_plane.apply(ksvc, ns)  # Knative's CRD schema and its webhooks (defaulting, validation) run here
     live = get(control_plane, "ksvc", ksvc["metadata"]["name"], ns)
+    # Whatever Knative's defaulting webhook stored, every field the operator sets reads back as it sent it
+    # (by value): otherwise the operator would see drift and re-apply on every resync.
+    assert first_difference(ksvc, live) is None, first_difference(ksvc, live)
     assert live["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] in (
         "0",
         "1",

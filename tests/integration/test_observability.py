@@ -12,6 +12,7 @@ import yaml
 
 from support.argocd_health import HealthRunner, script_for
 from support.control_plane import ROOT, ControlPlane, wait_for
+from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess
 
@@ -20,7 +21,7 @@ from support.operator import OperatorProcess
 def setup(
     control_plane: ControlPlane,
     operator_rbac: None,
-    knative_sim: object,
+    knative: Knative,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[OperatorProcess, Any]]:
     tmp = tmp_path_factory.mktemp("observability")

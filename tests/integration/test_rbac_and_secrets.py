@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from support.control_plane import OPERATOR_USER, ROOT, ControlPlane, wait_for
+from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess
 
@@ -71,7 +72,7 @@ def sample(name: str) -> dict[str, Any]:
 
 
 def test_operator_uses_exactly_the_verbs_its_cluster_role_grants_and_leaks_no_secret(
-    control_plane: ControlPlane, operator_rbac: None, knative_sim: object, kuscia: Any, tmp_path: Path
+    control_plane: ControlPlane, operator_rbac: None, knative: Knative, kuscia: Any, tmp_path: Path
 ) -> None:
     ns = control_plane.create_namespace("rbac")
     pki = Path(kuscia.pki.directory)
