@@ -110,6 +110,8 @@ class Operator:
         return self._ctx
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
+        # kopf puts its default login handlers on its global registry only; ours needs one of its own.
+        kopf.on.login(registry=registry)(kopf.login_via_client)
         kopf.on.startup(registry=registry)(self.startup)
         kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL, registry=registry)(
