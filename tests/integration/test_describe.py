@@ -1,16 +1,21 @@
 """`paddle-kuscia describe` against a real API server, with the user's (admin) kubeconfig.
 
-The Knative objects are written directly (spec with kubectl, status through the /status subresource), so the
-test depends on Knative's CRDs only, not on any Knative controller; the PaddleService's status is written the
-same way, as the operator would.
+The Knative objects are written directly (spec with kubectl, status through the /status subresource), on a
+control plane of this module's own that has Knative's CRDs but none of its processes, so no Knative controller
+rewrites them; the PaddleService's status is written the same way, as the operator would.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from paddle_kuscia.describe.read import USER_AGENT
 from paddle_kuscia.describe.tree import wanted_revisions
@@ -19,6 +24,34 @@ from support.control_plane import ControlPlane
 NAME = "resnet"
 IMAGE = "registry.example.com/resnet"
 NOW = "2026-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """Knative's CRDs without Knative's controllers (PK_KNATIVE=0), never the session's shared control plane."""
+    saved = {k: os.environ.get(k) for k in ("PK_RUN_DIR", "PK_KNATIVE")}
+    os.environ.pop("PK_RUN_DIR", None)
+    os.environ["PK_KNATIVE"] = "0"
+    try:
+        plane = ControlPlane.start(tmp_path_factory.mktemp("describe-plane"))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _cond(ctype: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
