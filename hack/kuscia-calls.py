@@ -31,7 +31,7 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 
 # Under a bare `python3` without the test dependencies, start again with the repository's virtualenv.
 if (
-    importlib.util.find_spec("aiohttp") is None
+    (importlib.util.find_spec("aiohttp") is None or importlib.util.find_spec("kuscia") is None)
     and VENV_PYTHON.exists()
     and Path(sys.executable) != VENV_PYTHON
 ):

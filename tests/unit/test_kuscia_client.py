@@ -25,7 +25,7 @@ from paddle_kuscia.adapters.kuscia import (
     KusciaTLSError,
     KusciaUnavailable,
 )
-from paddle_kuscia.status.kuscia import service_url
+from paddle_kuscia.status.kuscia import Reported, service_url
 from support.certs import Pki, generate_foreign_pki, generate_pki
 from support.kuscia_double import KusciaDouble
 
@@ -138,7 +138,7 @@ async def test_serving_create_query_update_delete_follow_the_lifecycle(
     assert status["state"] == "Available"
     alice = next(p for p in status["party_statuses"] if p["domain_id"] == "alice")
     assert (alice["available_replicas"], alice["updatedReplicas"]) == (2, 2)
-    assert (service_url(status, "bob") or "").startswith("http://serving-1-service.bob.svc:")
+    assert (service_url(Reported(status), "bob") or "").startswith("http://serving-1-service.bob.svc:")
 
     await client.update_serving(
         {"serving_id": "serving-1", "parties": [{"domain_id": "alice", "replicas": 3}]}

@@ -20,18 +20,19 @@ from paddle_kuscia.adapters.kuscia import (
     KusciaTLSError,
     KusciaUnavailable,
 )
+from paddle_kuscia.models.kuscia import Kind
 from paddle_kuscia.runtime.context import Config
 from paddle_kuscia.runtime.kuscia_hub import (
     Connection,
     KusciaHub,
     NoKusciaConnection,
-    attempt_key,
     describe,
     is_refusal,
     refusal,
 )
 from paddle_kuscia.runtime.queue import Priority
-from paddle_kuscia.status.kuscia import MISSING
+from paddle_kuscia.status.kuscia import MISSING, Reported
+from paddle_kuscia.status.kuscia_plan import attempt_key
 from support.certs import Pki, generate_pki
 from support.kuscia_double import KusciaDouble
 
@@ -153,20 +154,21 @@ async def test_one_batch_call_per_kuscia_kind_per_hundred_ids(hub: KusciaHub, do
     await submit_servings(hub, servings)
     conn = await hub.connection("ns", None)
     for job_id in jobs:
-        hub.track("job", conn, job_id, ("ns", job_id))
+        hub.track(Kind.JOB, conn, job_id, ("ns", job_id))
     # PaddleServices and KusciaDeployments are both servings: they share one status call.
     for serving_id in servings[:70]:
-        hub.track("ps", conn, serving_id, ("ns", serving_id))
+        hub.track(Kind.PADDLESERVICE, conn, serving_id, ("ns", serving_id))
     for serving_id in servings[70:]:
-        hub.track("kd", conn, serving_id, ("ns", serving_id))
+        hub.track(Kind.DEPLOYMENT, conn, serving_id, ("ns", serving_id))
     double.reset_stats()
 
     await hub.poll_once()
     assert double.stats() == {"/api/v1/job/status/batchQuery": 3, "/api/v1/serving/status/batchQuery": 2}
     assert sorted(queued(hub, "KusciaJob")) == [("ns", j) for j in jobs]
     assert len(queued(hub, "PaddleService")) == 70 and len(queued(hub, "KusciaDeployment")) == 60
-    assert hub.remote("job", conn, "job-000")["state"] == "Pending"
-    assert hub.remote("ps", conn, "svc-000") == {"state": "Pending"}  # known to Kuscia, no party status yet
+    assert hub.remote(Kind.JOB, conn, "job-000").detail["state"] == "Pending"  # type: ignore[union-attr]
+    # Known to Kuscia, no party status yet.
+    assert hub.remote(Kind.PADDLESERVICE, conn, "svc-000") == Reported({"state": "Pending"})
 
     # Nothing moved: the same calls, and no object is queued again.
     clear_queues(hub)
@@ -176,21 +178,21 @@ async def test_one_batch_call_per_kuscia_kind_per_hundred_ids(hub: KusciaHub, do
     double.advance(1)
     await hub.poll_once()
     assert len(queued(hub, "KusciaJob")) == 250
-    assert hub.remote("job", conn, "job-000")["state"] == "Running"
+    assert hub.remote(Kind.JOB, conn, "job-000").detail["state"] == "Running"  # type: ignore[union-attr]
 
 
 async def test_finished_and_vanished_jobs_are_not_polled_again(hub: KusciaHub, double: KusciaDouble) -> None:
     await submit_jobs(hub, ["done", "gone"])
     conn = await hub.connection("ns", None)
-    hub.track("job", conn, "done", ("ns", "done"))
-    hub.track("job", conn, "gone", ("ns", "gone"))
+    hub.track(Kind.JOB, conn, "done", ("ns", "done"))
+    hub.track(Kind.JOB, conn, "gone", ("ns", "gone"))
     double.remove_job("gone")
     double.advance(5)
     double.reset_stats()
 
     await hub.poll_once()
-    assert hub.remote("job", conn, "done")["state"] == "Succeeded"
-    assert hub.remote("job", conn, "gone") == MISSING
+    assert hub.remote(Kind.JOB, conn, "done").detail["state"] == "Succeeded"  # type: ignore[union-attr]
+    assert hub.remote(Kind.JOB, conn, "gone") == MISSING
     calls = double.calls("job/status/batchQuery")
     assert calls == 2  # the unknown id fails the batch once, then the rest is asked again
     await hub.poll_once()
@@ -201,12 +203,12 @@ async def test_finished_and_vanished_jobs_are_not_polled_again(hub: KusciaHub, d
 async def test_vanished_serving_is_reported_missing_and_queued(hub: KusciaHub, double: KusciaDouble) -> None:
     await submit_servings(hub, ["svc"])
     conn = await hub.connection("ns", None)
-    hub.track("ps", conn, "svc", ("ns", "ps"))
+    hub.track(Kind.PADDLESERVICE, conn, "svc", ("ns", "ps"))
     await hub.poll_once()
     clear_queues(hub)
     double.remove_serving("svc")
     await hub.poll_once()
-    assert hub.remote("ps", conn, "svc") == MISSING
+    assert hub.remote(Kind.PADDLESERVICE, conn, "svc") == MISSING
     assert queued(hub, "PaddleService") == [("ns", "ps")]
 
 
@@ -216,16 +218,16 @@ async def test_a_failing_route_is_reported_for_its_kinds_only_and_backs_off(
     await submit_jobs(hub, ["job"])
     await submit_servings(hub, ["svc"])
     conn = await hub.connection("ns", None)
-    hub.track("job", conn, "job", ("ns", "job"))
-    hub.track("ps", conn, "svc", ("ns", "svc"))
+    hub.track(Kind.JOB, conn, "job", ("ns", "job"))
+    hub.track(Kind.PADDLESERVICE, conn, "svc", ("ns", "svc"))
     await hub.poll_once()
     clear_queues(hub)
 
     double.inject("job/status/batchQuery", "auth_401", count=None)
     await hub.poll_once()
-    problem = conn.problem_for("job")
+    problem = conn.problem_for(Kind.JOB)
     assert problem is not None and (problem.status, problem.reason) == ("False", "KusciaAuthFailed")
-    assert conn.problem_for("ps") is None and conn.problem_for("kd") is None
+    assert conn.problem_for(Kind.PADDLESERVICE) is None and conn.problem_for(Kind.DEPLOYMENT) is None
     assert queued(hub, "KusciaJob") == [("ns", "job")] and queued(hub, "PaddleService") == []
 
     # Polled again only after the backoff delay; the same problem does not queue the object again.
@@ -237,20 +239,20 @@ async def test_a_failing_route_is_reported_for_its_kinds_only_and_backs_off(
     assert queued(hub, "KusciaJob") == []
 
     double.clear_faults()
-    await poll_until(hub, lambda: conn.problem_for("job") is None)
+    await poll_until(hub, lambda: conn.problem_for(Kind.JOB) is None)
     assert queued(hub, "KusciaJob") == [("ns", "job")]
 
 
 async def test_untracked_objects_are_forgotten(hub: KusciaHub, double: KusciaDouble) -> None:
     await submit_servings(hub, ["shared"])
     conn = await hub.connection("ns", None)
-    hub.track("ps", conn, "shared", ("ns", "a"))
-    hub.track("ps", conn, "shared", ("ns", "b"))
+    hub.track(Kind.PADDLESERVICE, conn, "shared", ("ns", "a"))
+    hub.track(Kind.PADDLESERVICE, conn, "shared", ("ns", "b"))
     await hub.poll_once()
     hub.forget_paddleservice(("ns", "a"))
-    assert hub.remote("ps", conn, "shared") is not None  # b still follows it
-    hub.untrack("ps", ("ns", "b"))
-    assert hub.remote("ps", conn, "shared") is None
+    assert hub.remote(Kind.PADDLESERVICE, conn, "shared") is not None  # b still follows it
+    hub.untrack(Kind.PADDLESERVICE, ("ns", "b"))
+    assert hub.remote(Kind.PADDLESERVICE, conn, "shared") is None
     double.reset_stats()
     await hub.poll_once()
     assert double.stats() == {}
@@ -340,22 +342,16 @@ def test_only_kuscias_answers_refusing_the_request_are_refusals(error: Exception
     assert is_refusal(error) is refusal
 
 
-def test_a_refused_attempt_is_remembered_until_the_object_changes() -> None:
+def test_a_refused_attempt_is_remembered_per_kind_and_id() -> None:
     hub = KusciaHub(Ctx(Config()))
     conn = Connection(id="c", url="https://kuscia", client=None)  # type: ignore[arg-type]
-    body = {"metadata": {"generation": 3, "annotations": {"a": "1"}}}
-    attempt = attempt_key(body, "digest")
+    attempt = attempt_key("digest", 3, {"a": "1"})
     problem = refusal(KusciaRejected(11100, "serving id is invalid", "/api/v1/serving/create"))
     assert problem.reason == "KusciaRequestRejected" and "not sent again" in problem.message
 
-    hub.set_refused("ps", conn, "s", attempt, problem)
-    assert hub.refused("ps", conn, "s", attempt) == problem
-    assert hub.refused("kd", conn, "s", attempt) is None  # per kind
-    for changed in (
-        {"metadata": {"generation": 4, "annotations": {"a": "1"}}},  # a spec change
-        {"metadata": {"generation": 3, "annotations": {"a": "2"}}},  # only an annotation
-    ):
-        assert hub.refused("ps", conn, "s", attempt_key(changed, "digest")) is None
-    assert hub.refused("ps", conn, "s", attempt_key(body, "other digest")) is None
-    hub.set_refused("ps", conn, "s", None)
-    assert hub.refused("ps", conn, "s", attempt) is None
+    hub.set_refused(Kind.PADDLESERVICE, conn, "s", attempt, problem)
+    assert hub.refused(Kind.PADDLESERVICE, conn, "s") == (attempt, problem)
+    assert hub.refused(Kind.DEPLOYMENT, conn, "s") is None
+    assert hub.refused(Kind.PADDLESERVICE, conn, "t") is None
+    hub.set_refused(Kind.PADDLESERVICE, conn, "s", None)
+    assert hub.refused(Kind.PADDLESERVICE, conn, "s") is None

@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from paddle_kuscia.status.kuscia import (
+    AWAITING,
     MISSING,
     UNSEEN,
     Problem,
+    Remote,
+    Reported,
     deployment_status,
     job_status,
     paddleservice_kuscia_status,
@@ -20,6 +23,13 @@ from paddle_kuscia.status.kuscia import (
 
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"
 DOWN = Problem("Unknown", "KusciaUnavailable", "Kuscia API unreachable or failing: HTTP 503")
+
+
+def as_remote(detail: Any) -> Remote:
+    """Test shorthand: a detail dict is what Kuscia reported; None is "sent, nothing reported yet"."""
+    if isinstance(detail, dict):
+        return Reported(detail)
+    return AWAITING if detail is None else detail
 
 
 def party(domain: str, state: str = "Available", *, port: int = 22291, role: str = "") -> dict[str, Any]:
@@ -72,7 +82,7 @@ def ps_status(
         previous=previous,
         serving_id="glm",
         initiator="alice",
-        detail=detail,
+        remote=as_remote(detail),
         problem=problem,
         applied_hash="abc",
         app_image=None,
@@ -96,12 +106,12 @@ def ps_status(
     ],
 )
 def test_serving_condition_follows_kuscia_state(detail: Any, status: str, reason: str) -> None:
-    c = serving_condition("KusciaServingReady", detail, None)
+    c = serving_condition("KusciaServingReady", as_remote(detail), None)
     assert (c.status, c.reason) == (status, reason)
 
 
 def test_a_connection_problem_wins_over_the_last_report() -> None:
-    c = serving_condition("KusciaServingReady", serving("Available"), DOWN)
+    c = serving_condition("KusciaServingReady", Reported(serving("Available")), DOWN)
     assert (c.status, c.reason, c.message) == ("Unknown", "KusciaUnavailable", DOWN.message)
 
 
@@ -197,10 +207,11 @@ def test_knative_conditions_are_dropped_when_moving_to_kuscia() -> None:
 
 
 def test_service_url_needs_the_initiators_service_endpoint() -> None:
-    assert service_url(serving("Available", party("bob")), "alice") is None
-    assert service_url(None, "alice") is None and service_url(MISSING, "alice") is None
+    assert service_url(Reported(serving("Available", party("bob"))), "alice") is None
+    assert service_url(AWAITING, "alice") is None and service_url(MISSING, "alice") is None
     assert (
-        service_url(serving("Available", party("alice", port=1)), "alice") == "http://svc-service.alice.svc:1"
+        service_url(Reported(serving("Available", party("alice", port=1))), "alice")
+        == "http://svc-service.alice.svc:1"
     )
 
 
@@ -219,7 +230,7 @@ def kd_status(
         name="sf",
         generation=1,
         previous=previous,
-        detail=detail,
+        remote=as_remote(detail),
         problem=problem,
         mirror={"remoteId": "sf", "specHash": "abc"},
         spec_changed_after_submit=changed,
@@ -297,7 +308,7 @@ def kj_status(
     return job_status(
         generation=generation,
         previous=previous,
-        detail=detail,
+        remote=as_remote(detail),
         problem=problem,
         mirror={"remoteId": "j", "specHash": "abc"},
         spec_changed_after_submit=changed,

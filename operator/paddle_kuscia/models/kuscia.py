@@ -7,6 +7,7 @@ The status keeps Kuscia's shape and adds `conditions` entries of this operator (
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,6 +19,15 @@ GROUP = "kuscia.secretflow"
 VERSION = "v1alpha1"
 
 RFC1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class Kind(StrEnum):
+    """The kinds the operator runs on Kuscia. The value is the Kubernetes kind, which also names the
+    kind's work queue and its `kind` metric label."""
+
+    PADDLESERVICE = "PaddleService"
+    DEPLOYMENT = "KusciaDeployment"
+    JOB = "KusciaJob"
 
 
 # ---- KusciaDeployment ---------------------------------------------------------------------------------

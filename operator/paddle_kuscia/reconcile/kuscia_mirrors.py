@@ -1,5 +1,8 @@
 """Mirror KusciaDeployment and KusciaJob objects from this cluster onto a Kuscia instance.
 
+Thin executors: `status/kuscia_plan.plan_deployment` and `plan_job` decide; this module deletes, carries
+the plan out and writes its status.
+
 Opt-in per object (annotation `paddle-kuscia.io/mirror: "true"`) or for all (`--mirror-kuscia-resources`),
 so the operator never fights Kuscia's own controllers inside a Kuscia cluster.
 """
@@ -15,21 +18,14 @@ from pydantic import ValidationError
 
 from ..adapters.kube import KUSCIA_DEPLOYMENTS, KUSCIA_JOBS, Resource
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
-from ..builders.compare import digest
-from ..builders.kuscia import (
-    InvalidKusciaJob,
-    bfia_create_request,
-    deployment_create_request,
-    job_create_request,
-    update_request,
-)
 from ..models.base import KUSCIA_ID
-from ..models.kuscia import KusciaDeployment, KusciaJob
+from ..models.kuscia import Kind, KusciaDeployment, KusciaJob
 from ..runtime.cache import Key, ObjectCache
 from ..runtime.context import Context, now_rfc3339
-from ..runtime.kuscia_hub import NoKusciaConnection, attempt_key, describe, is_refusal, refusal
+from ..runtime.kuscia_hub import NoKusciaConnection, describe, is_refusal, refusal, send_serving
 from ..runtime.queue import RetryLater
-from ..status.kuscia import JOB_TERMINAL, MISSING, UNSEEN, Problem, deployment_status, job_status
+from ..status.kuscia import JOB_TERMINAL, UNSEEN, Problem
+from ..status.kuscia_plan import plan_deployment, plan_job
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -47,7 +43,7 @@ def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
 
 
 async def _prelude(
-    ctx: Context, kind: str, resource: Resource, cache: ObjectCache, key: Key, model: Any
+    ctx: Context, kind: Kind, resource: Resource, cache: ObjectCache, key: Key, model: Any
 ) -> tuple[dict[str, Any], Any, Any] | None:
     """Common steps: mirror opt-out, validation, connection. Returns (body, parsed, connection) or None."""
     body = cache.get(key)
@@ -113,7 +109,7 @@ async def _report_send(
     cache: ObjectCache,
     body: dict[str, Any],
     err: KusciaError,
-    remember: tuple[str, Any, str, str],
+    remember: tuple[Kind, Any, str, str],
 ) -> None:
     """A failed create or update: a refusal is remembered (kind, connection, id, attempt) and not sent
     again until the object changes; anything else is retried with backoff."""
@@ -132,7 +128,7 @@ async def _still_refused(
 
 async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
     cache, resource = ctx.kuscia_deployments, KUSCIA_DEPLOYMENTS
-    found = await _prelude(ctx, "kd", resource, cache, key, KusciaDeployment)
+    found = await _prelude(ctx, Kind.DEPLOYMENT, resource, cache, key, KusciaDeployment)
     if found is None:
         return None
     body, kd, conn = found
@@ -144,70 +140,43 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
         except KusciaError as err:
             await _report(ctx, resource, cache, body, err)
         logger.info("Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s", *key)
-        ctx.kuscia.untrack("kd", key)
+        ctx.kuscia.untrack(Kind.DEPLOYMENT, key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
         return None
     body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
-    ctx.kuscia.track("kd", conn, name, key)
-    request = deployment_create_request(name, kd.spec)
-    wanted = digest(request)
-    attempt = attempt_key(body, wanted)
-    refused = ctx.kuscia.refused("kd", conn, name, attempt)
-    if refused is not None:  # Kuscia refused exactly this: say so (or what is wrong now), send nothing
-        await _still_refused(ctx, resource, cache, body, conn.problem_for("kd") or refused)
-        return None
-    mirror = dict((body.get("status") or {}).get("mirror") or {})
-    remote = ctx.kuscia.remote("kd", conn, name)
-    sent = False
-    try:
-        if not mirror.get("specHash") or remote == MISSING:
-            try:
-                await conn.client.create_serving(request)
-                logger.info("Created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
-            except KusciaAlreadyExists:
-                await conn.client.update_serving(update_request(request))
-                logger.info("Adopted existing Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
-            sent = True
-        elif mirror["specHash"] != wanted:
-            try:
-                await conn.client.update_serving(update_request(request))
-                logger.info("Updated Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
-            except KusciaNotFound:
-                await conn.client.create_serving(request)
-                logger.info("Re-created Kuscia serving for KusciaDeployment namespace=%s name=%s", *key)
-            sent = True
-    except KusciaError as err:
-        await _report_send(ctx, resource, cache, body, err, ("kd", conn, name, attempt))
-        return None
-    ctx.kuscia.set_refused("kd", conn, name, None)
-    if sent:
-        ctx.kuscia.set_remote("kd", conn, name, None)
-        remote = None
-        mirror = {
-            "remoteId": name,
-            "specHash": wanted,
-            "submittedGeneration": meta.get("generation", 1),
-            "connection": conn.url,
-        }
-    elif remote is None:
-        remote = UNSEEN
-    status = deployment_status(
+    kind = Kind.DEPLOYMENT
+    ctx.kuscia.track(kind, conn, name, key)
+    plan = plan_deployment(
         name=name,
+        spec=kd.spec,
         generation=meta.get("generation", 1),
+        annotations=meta.get("annotations"),
         previous=body.get("status"),
-        detail=remote,
-        problem=conn.problem_for("kd"),
-        mirror=mirror,
-        spec_changed_after_submit=False,
+        remote=ctx.kuscia.remote(kind, conn, name) or UNSEEN,
+        connection_url=conn.url,
+        refused=ctx.kuscia.refused(kind, conn, name),
+        problem=conn.problem_for(kind),
         now=now_rfc3339(),
     )
-    await write_status(ctx, resource, cache, body, status)
+    if plan.still_refused is not None:
+        await _still_refused(ctx, resource, cache, body, plan.still_refused)
+        return None
+    if plan.send is not None:
+        try:
+            done = await send_serving(conn.client, plan.send)
+        except KusciaError as err:
+            await _report_send(ctx, resource, cache, body, err, (kind, conn, name, plan.attempt))
+            return None
+        logger.info("%s Kuscia serving for KusciaDeployment namespace=%s name=%s", done, *key)
+        ctx.kuscia.forget_remote(kind, conn, name)
+    ctx.kuscia.set_refused(kind, conn, name, None)
+    await write_status(ctx, resource, cache, body, plan.status)
     return None
 
 
 async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
     cache, resource = ctx.kuscia_jobs, KUSCIA_JOBS
-    found = await _prelude(ctx, "job", resource, cache, key, KusciaJob)
+    found = await _prelude(ctx, Kind.JOB, resource, cache, key, KusciaJob)
     if found is None:
         return None
     body, kj, conn = found
@@ -215,7 +184,6 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
     name = meta["name"]
     status_now = body.get("status") or {}
     mirror = dict(status_now.get("mirror") or {})
-    remote = ctx.kuscia.remote("job", conn, name)
     if meta.get("deletionTimestamp"):
         try:
             if mirror.get("specHash") and status_now.get("phase") not in JOB_TERMINAL:
@@ -225,31 +193,39 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
         except KusciaError as err:
             await _report(ctx, resource, cache, body, err)
         logger.info("Stopped and deleted Kuscia job namespace=%s name=%s", *key)
-        ctx.kuscia.untrack("job", key)
+        ctx.kuscia.untrack(Kind.JOB, key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
         return None
 
     body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
+    kind = Kind.JOB
     bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
-    try:
-        request = bfia_create_request(name, kj.spec) if bfia else job_create_request(name, kj.spec)
-    except InvalidKusciaJob as err:
+    plan = plan_job(
+        name=name,
+        spec=kj.spec,
+        bfia=bfia,
+        generation=meta.get("generation", 1),
+        annotations=meta.get("annotations"),
+        previous=body.get("status"),
+        remote=ctx.kuscia.remote(kind, conn, name) or UNSEEN,
+        connection_url=conn.url,
+        refused=ctx.kuscia.refused(kind, conn, name),
+        problem=conn.problem_for(kind),
+        now=now_rfc3339(),
+    )
+    if plan.invalid is not None:
         # Refused before anything is sent; a spec change brings the job back here.
-        await _fail(ctx, resource, cache, body, "InvalidSpec", str(err))
+        await _fail(ctx, resource, cache, body, "InvalidSpec", plan.invalid)
         return None
-    wanted = digest(request)
-    attempt = attempt_key(body, wanted)
-    sent = False
-    if not mirror.get("specHash"):
-        refused = ctx.kuscia.refused("job", conn, name, attempt)
-        if refused is not None:  # Kuscia refused exactly this: say so, send nothing
-            await _still_refused(ctx, resource, cache, body, refused)
-            return None
+    if plan.still_refused is not None:
+        await _still_refused(ctx, resource, cache, body, plan.still_refused)
+        return None
+    if plan.submit is not None:
         try:
             if bfia:
-                await ctx.kuscia.bfia().create_job(request)
+                await ctx.kuscia.bfia().create_job(plan.submit)
             else:
-                await conn.client.create_job(request)
+                await conn.client.create_job(plan.submit)
             logger.info(
                 "Submitted Kuscia job namespace=%s name=%s protocol=%s", *key, "bfia" if bfia else "kuscia"
             )
@@ -259,36 +235,14 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
             await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
             return None
         except KusciaError as err:
-            await _report_send(ctx, resource, cache, body, err, ("job", conn, name, attempt))
+            await _report_send(ctx, resource, cache, body, err, (kind, conn, name, plan.attempt))
             return None
-        ctx.kuscia.set_refused("job", conn, name, None)
-        mirror = {
-            "remoteId": name,
-            "specHash": wanted,
-            "submittedGeneration": meta.get("generation", 1),
-            "connection": conn.url,
-        }
-        sent = True
-    polled = True
-    if sent:
-        ctx.kuscia.track("job", conn, name, key)
-        ctx.kuscia.set_remote("job", conn, name, None)
-        remote = None
-    elif remote is None and status_now.get("phase") in JOB_TERMINAL:
-        # Finished before this operator started: Kuscia has nothing new to say, so it is not polled.
-        ctx.kuscia.untrack("job", key)
-        remote, polled = UNSEEN, False
+        ctx.kuscia.set_refused(kind, conn, name, None)
+        ctx.kuscia.forget_remote(kind, conn, name)
+    if plan.poll:
+        ctx.kuscia.track(kind, conn, name, key)
     else:
-        ctx.kuscia.track("job", conn, name, key)
-        remote = UNSEEN if remote is None else remote
-    status = job_status(
-        generation=meta.get("generation", 1),
-        previous=body.get("status"),
-        detail=remote,
-        problem=conn.problem_for("job") if polled else None,
-        mirror=mirror,
-        spec_changed_after_submit=mirror.get("specHash") != wanted,
-        now=now_rfc3339(),
-    )
-    await write_status(ctx, resource, cache, body, status)
+        ctx.kuscia.untrack(kind, key)
+    assert plan.status is not None
+    await write_status(ctx, resource, cache, body, plan.status)
     return None

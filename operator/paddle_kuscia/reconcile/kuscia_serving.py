@@ -1,4 +1,8 @@
-"""Reconcile a PaddleService with `spec.backend: kuscia` onto a Kuscia serving."""
+"""Reconcile a PaddleService with `spec.backend: kuscia` onto a Kuscia serving.
+
+A thin executor: `status/kuscia_plan.plan_serving` decides; this module deletes (finalizer, backend
+switch), carries the plan out and writes its status.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,24 @@ import logging
 from typing import Any
 
 from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
-from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
-from ..builders.compare import digest
-from ..builders.knative import InvalidSpec, container_resources
-from ..builders.kuscia import (
-    appimage_name,
-    build_appimage,
-    paddleservice_create_request,
-    serving_id,
-    unsupported_on_kuscia,
-    update_request,
-)
+from ..adapters.kuscia import KusciaAlreadyExists, KusciaError
+from ..builders.kuscia import serving_id
+from ..models.kuscia import Kind
 from ..models.paddleservice import PaddleService
 from ..runtime.cache import Key
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.kuscia_hub import (
     Connection,
     NoKusciaConnection,
-    attempt_key,
     describe,
     is_refusal,
     refusal,
+    send_serving,
 )
 from ..runtime.queue import RetryLater
 from ..status.conditions import Cond
-from ..status.kuscia import MISSING, UNSEEN, Problem, paddleservice_kuscia_status
+from ..status.kuscia import UNSEEN, Problem
+from ..status.kuscia_plan import plan_serving
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -67,141 +64,69 @@ async def reconcile_kuscia_serving(
             await _problem(ctx, body, describe(err))
             raise RetryLater(f"deleting Kuscia serving {remote_id} failed: {err}") from None
         logger.info("Deleted Kuscia serving serving_id=%s namespace=%s name=%s", remote_id, *key)
-        hub.untrack("ps", key)
+        hub.untrack(Kind.PADDLESERVICE, key)
         await remove_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
         return None
 
     if kuscia is None:  # backend switched away from kuscia: clean up the remote serving first
         return await _switch_away(ctx, key, body, conn, previous_block.get("servingId") or sid)
 
-    problems = unsupported_on_kuscia(spec)
-    if problems:
-        await _refuse(
-            ctx, body, "UnsupportedOnKuscia", "Not supported on the Kuscia backend: " + "; ".join(problems)
-        )
-        return None
-
-    try:
-        container_resources(spec)  # the same request/limit rules as on Knative
-    except InvalidSpec as err:
-        await _refuse(ctx, body, "InvalidSpec", str(err))
-        return None
-    others = hub.other_owners("ps", conn, sid, key)
-    if others:
-        owner = "/".join(sorted(others)[0])
-        await _refuse(
-            ctx,
-            body,
-            "ServingIdConflict",
-            f"Kuscia serving {sid!r} is already run for PaddleService {owner}; set spec.kuscia.servingId "
-            "to a distinct id.",
-        )
-        return None
-
-    hub.track("ps", conn, sid, key)  # right after the check, with no await between: first come, first served
-    body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
-    await _drop_knative_service(ctx, key, meta["uid"])
-
-    app_image = None
-    if any(p.app_image is None for p in kuscia.parties):
-        app_image = appimage_name(meta["name"], spec)
-    request = paddleservice_create_request(meta["name"], spec, app_image)
-    wanted_hash = digest(request)
-    attempt = attempt_key(body, wanted_hash)
-    refused = hub.refused("ps", conn, sid, attempt)
-    if refused is not None:  # Kuscia refused exactly this: say so (or what is wrong now), send nothing
-        await _problem(ctx, body, conn.problem_for("ps") or refused)
-        return None
-    failed = _FailureReporter(ctx, body, conn, sid, attempt)
-
-    if app_image is not None and previous_block.get("appImage") != app_image:
-        try:
-            await conn.client.create_appimage(build_appimage(meta["name"], spec))
-            logger.info("Registered Kuscia AppImage name=%s namespace=%s ps=%s", app_image, *key)
-        except KusciaAlreadyExists:
-            pass
-        except KusciaError as err:
-            return await failed(err)
-    # What this process last sent wins over the status: a status write may have failed after a send.
-    applied_hash = hub.applied(conn, sid) or previous_block.get("appliedHash")
-    old_id = previous_block.get("servingId")
-    if old_id and old_id != sid:  # spec.kuscia.servingId changed: the serving under the old id goes
-        try:
-            await conn.client.delete_serving(old_id, missing_ok=True)
-        except KusciaError as err:
-            return await failed(err)
-        logger.info(
-            "Deleted Kuscia serving after an id change serving_id=%s namespace=%s name=%s", old_id, *key
-        )
-        hub.set_applied(conn, old_id, None)
-        applied_hash = None
-    remote = hub.remote("ps", conn, sid)
-    if (
-        applied_hash == wanted_hash
-        and hub.applied(conn, sid) is None
-        and isinstance(remote, dict)
-        and hub.first_look(conn, sid)
-        and _replicas_drifted(request, remote)
-    ):
-        # The recorded digest may predate an update a crashed predecessor sent (its status write lost):
-        # Kuscia runs other replicas than the spec asks for, so send the spec once more.
-        logger.info(
-            "Kuscia serving differs from the recorded spec serving_id=%s namespace=%s name=%s", sid, *key
-        )
-        applied_hash = None if remote == MISSING else "drifted"
-    sent = False
-    try:
-        if applied_hash is None or remote == MISSING:
-            try:
-                await conn.client.create_serving(request)
-                logger.info("Created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            except KusciaAlreadyExists:
-                await conn.client.update_serving(update_request(request))
-                logger.info("Adopted existing Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            sent = True
-        elif applied_hash != wanted_hash:
-            try:
-                await conn.client.update_serving(update_request(request))
-                logger.info("Updated Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            except KusciaNotFound:
-                await conn.client.create_serving(request)
-                logger.info("Re-created Kuscia serving serving_id=%s namespace=%s name=%s", sid, *key)
-            sent = True
-    except KusciaError as err:
-        return await failed(err)
-    hub.set_refused("ps", conn, sid, None)
-    if sent:
-        hub.set_applied(conn, sid, wanted_hash)
-        hub.set_remote("ps", conn, sid, None)
-        remote = None
-    elif remote is None:
-        remote = UNSEEN  # not polled since the operator started: the status written before still holds
-
-    status = paddleservice_kuscia_status(
+    kind = Kind.PADDLESERVICE
+    plan = plan_serving(
+        name=meta["name"],
+        spec=spec,
         generation=meta.get("generation", 1),
+        annotations=meta.get("annotations"),
         previous=body.get("status"),
-        serving_id=sid,
-        initiator=kuscia.initiator,
-        detail=remote,
-        problem=conn.problem_for("ps"),
-        applied_hash=wanted_hash,
-        app_image=app_image,
+        remote=hub.remote(kind, conn, sid) or UNSEEN,
+        sent_by_this_process=hub.applied(conn, sid),
+        first_look=hub.first_look(conn, sid),
+        other_owners=["/".join(k) for k in hub.other_owners(kind, conn, sid, key)],
+        refused=hub.refused(kind, conn, sid),
+        problem=conn.problem_for(kind),
         now=now_rfc3339(),
     )
-    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
-    return None
+    if plan.refusal is not None:
+        await _refuse(ctx, body, plan.refusal.reason, plan.refusal.message)
+        return None
 
+    hub.track(kind, conn, sid, key)  # right after the check, with no await between: first come, first served
+    body = await ensure_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
+    await _drop_knative_service(ctx, key, meta["uid"])
+    if plan.still_refused is not None:
+        await _problem(ctx, body, plan.still_refused)
+        return None
+    if plan.drift_checked:
+        hub.looked(conn, sid)
 
-def _replicas_drifted(request: dict[str, Any], detail: dict[str, Any]) -> bool:
-    for party in request.get("parties") or []:
-        for seen in detail.get("party_statuses") or []:
-            same = seen.get("domain_id") == party["domain_id"] and (seen.get("role") or "") == party.get(
-                "role", ""
+    failed = _FailureReporter(ctx, body, conn, sid, plan.attempt)
+    try:
+        if plan.appimage is not None:
+            try:
+                await conn.client.create_appimage(plan.appimage)
+                logger.info(
+                    "Registered Kuscia AppImage name=%s namespace=%s ps=%s", plan.appimage["name"], *key
+                )
+            except KusciaAlreadyExists:
+                pass
+        for old_id in plan.delete:  # spec.kuscia.servingId changed: the serving under the old id goes
+            await conn.client.delete_serving(old_id, missing_ok=True)
+            hub.set_applied(conn, old_id, None)
+            logger.info(
+                "Deleted Kuscia serving after an id change serving_id=%s namespace=%s name=%s", old_id, *key
             )
-            known = "replicas" in party and seen.get("replicas") is not None
-            if same and known and int(seen["replicas"]) != int(party["replicas"]):
-                return True
-    return False
+        if plan.send is not None:
+            done = await send_serving(conn.client, plan.send)
+            logger.info("%s Kuscia serving serving_id=%s namespace=%s name=%s", done, sid, *key)
+    except KusciaError as err:
+        return await failed(err)
+    hub.set_refused(kind, conn, sid, None)
+    if plan.send is not None:
+        hub.set_applied(conn, sid, plan.applied_hash)
+        hub.forget_remote(kind, conn, sid)
+    assert plan.status is not None
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, plan.status)
+    return None
 
 
 async def _refuse(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
@@ -234,7 +159,7 @@ async def _switch_away(
     except KusciaError as err:
         await _problem(ctx, body, describe(err))
         raise RetryLater(str(err)) from None
-    ctx.kuscia.untrack("ps", key)
+    ctx.kuscia.untrack(Kind.PADDLESERVICE, key)
     await remove_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
     ctx.queues["PaddleService"].add(key)  # now reconcile it on its new backend
     return None
@@ -251,7 +176,7 @@ class _FailureReporter:
         if is_refusal(err):
             problem = refusal(err)
             await _problem(self.ctx, self.body, problem)
-            self.ctx.kuscia.set_refused("ps", self.conn, self.sid, self.attempt, problem)
+            self.ctx.kuscia.set_refused(Kind.PADDLESERVICE, self.conn, self.sid, self.attempt, problem)
             return None
         await _problem(self.ctx, self.body, describe(err))
         raise RetryLater(str(err))

@@ -18,24 +18,27 @@ from typing import Any
 from ..adapters.kube import KubeError
 from ..adapters.kuscia import (
     BfiaClient,
+    KusciaAlreadyExists,
     KusciaAuthError,
     KusciaClient,
     KusciaCredentials,
     KusciaCredentialsError,
     KusciaError,
+    KusciaNotFound,
     KusciaTLSError,
     KusciaUnavailable,
 )
-from ..status.kuscia import JOB_TERMINAL, MISSING, Problem
+from ..models.kuscia import Kind
+from ..status.kuscia import JOB_TERMINAL, MISSING, Missing, Problem, Remote, Reported
+from ..status.kuscia_plan import Send, ServingSend
 from . import metrics
 from .cache import Key
 from .queue import Priority
 
 logger = logging.getLogger("paddle_kuscia")
 
-KINDS = {"ps": "PaddleService", "kd": "KusciaDeployment", "job": "KusciaJob"}
 # The Kuscia status API each kind is polled through: PaddleServices and KusciaDeployments are both servings.
-ROUTES = {"serving": ("ps", "kd"), "job": ("job",)}
+ROUTES = {"serving": (Kind.PADDLESERVICE, Kind.DEPLOYMENT), "job": (Kind.JOB,)}
 ROUTE_OF = {kind: route for route, kinds in ROUTES.items() for kind in kinds}
 SECRET_TTL = 30.0
 
@@ -67,14 +70,14 @@ class Connection:
     # status route -> why its last poll failed (None: it answered)
     problems: dict[str, Problem | None] = field(default_factory=dict)
     # kind -> remote id -> keys of the objects mirrored onto it
-    tracked: dict[str, dict[str, set[Key]]] = field(default_factory=lambda: {k: {} for k in KINDS})
-    # kind -> remote id -> last polled detail (dict) or MISSING
-    remote: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    tracked: dict[Kind, dict[str, set[Key]]] = field(default_factory=lambda: {k: {} for k in Kind})
+    # kind -> remote id -> what the last poll found
+    remote: dict[Kind, dict[str, Reported | Missing]] = field(default_factory=lambda: {k: {} for k in Kind})
     # status route -> consecutive failed polls, and the loop time before which it is not polled again
     failures: dict[str, int] = field(default_factory=dict)
     retry_at: dict[str, float] = field(default_factory=dict)
 
-    def problem_for(self, kind: str) -> Problem | None:
+    def problem_for(self, kind: Kind) -> Problem | None:
         """What is wrong with polling the status of `kind` on this connection, if anything."""
         return self.problems.get(ROUTE_OF[kind])
 
@@ -101,14 +104,6 @@ def is_refusal(err: Exception) -> bool:
     return isinstance(err, KusciaError) and not err.retryable and not isinstance(err, KusciaAuthError)
 
 
-def attempt_key(body: dict[str, Any], request_digest: str) -> str:
-    """What a refused request is remembered by: the request plus the object's generation and
-    annotations, so editing the object (or only annotating it) allows one new attempt."""
-    meta = body["metadata"]
-    annotations = json.dumps(meta.get("annotations") or {}, sort_keys=True)
-    return f"{request_digest}/{meta.get('generation', 1)}/{annotations}"
-
-
 def refusal(err: KusciaError) -> Problem:
     problem = describe(err)
     return Problem(
@@ -118,11 +113,13 @@ def refusal(err: KusciaError) -> Problem:
     )
 
 
-def _unfinished(kind: str, seen: Any) -> bool:
+def _unfinished(kind: Kind, seen: Remote | None) -> bool:
     """Whether polling can still tell us something: finished or vanished jobs never change again."""
-    if kind != "job":
+    if kind != Kind.JOB:
         return True
-    return seen != MISSING and not (isinstance(seen, dict) and seen.get("state") in JOB_TERMINAL)
+    return not isinstance(seen, Missing) and not (
+        isinstance(seen, Reported) and seen.detail.get("state") in JOB_TERMINAL
+    )
 
 
 class KusciaHub:
@@ -138,7 +135,7 @@ class KusciaHub:
         self.polls = 0
         self._applied: dict[tuple[str, str], str] = {}
         # (kind, connection, remote id) -> the attempt Kuscia refused and what it said
-        self._refused: dict[tuple[str, str, str], tuple[str, Problem]] = {}
+        self._refused: dict[tuple[Kind, str, str], tuple[str, Problem]] = {}
         self._verified: set[tuple[str, str]] = set()
 
     # ---- connections ------------------------------------------------------------------------------
@@ -198,7 +195,7 @@ class KusciaHub:
 
     # ---- tracking ----------------------------------------------------------------------------------
 
-    def track(self, kind: str, conn: Connection, remote_id: str, key: Key) -> None:
+    def track(self, kind: Kind, conn: Connection, remote_id: str, key: Key) -> None:
         old = self._by_key.get((kind, key))
         if old == (conn.id, remote_id):
             return
@@ -207,7 +204,7 @@ class KusciaHub:
         conn.tracked[kind].setdefault(remote_id, set()).add(key)
         self._by_key[(kind, key)] = (conn.id, remote_id)
 
-    def _untrack(self, kind: str, key: Key) -> None:
+    def _untrack(self, kind: Kind, key: Key) -> None:
         where = self._by_key.pop((kind, key), None)
         if where is None:
             return
@@ -222,18 +219,18 @@ class KusciaHub:
                 conn.remote[kind].pop(where[1], None)
 
     def forget_paddleservice(self, key: Key) -> None:
-        self._untrack("ps", key)
+        self._untrack(Kind.PADDLESERVICE, key)
 
     def forget_deployment(self, key: Key) -> None:
-        self._untrack("kd", key)
+        self._untrack(Kind.DEPLOYMENT, key)
 
     def forget_job(self, key: Key) -> None:
-        self._untrack("job", key)
+        self._untrack(Kind.JOB, key)
 
-    def untrack(self, kind: str, key: Key) -> None:
+    def untrack(self, kind: Kind, key: Key) -> None:
         self._untrack(kind, key)
 
-    def other_owners(self, kind: str, conn: Connection, remote_id: str, key: Key) -> set[Key]:
+    def other_owners(self, kind: Kind, conn: Connection, remote_id: str, key: Key) -> set[Key]:
         """Objects other than `key` already mirrored onto `remote_id` through the same connection."""
         return set(conn.tracked[kind].get(remote_id, ())) - {key}
 
@@ -247,13 +244,18 @@ class KusciaHub:
         else:
             self._applied[(conn.id, remote_id)] = digest
 
-    def refused(self, kind: str, conn: Connection, remote_id: str, attempt: str) -> Problem | None:
-        """Why Kuscia refused this very attempt (see `attempt_key`) in this process's lifetime, if it did."""
-        seen = self._refused.get((kind, conn.id, remote_id))
-        return seen[1] if seen is not None and seen[0] == attempt else None
+    def refused(self, kind: Kind, conn: Connection, remote_id: str) -> tuple[str, Problem] | None:
+        """The attempt (see `kuscia_plan.attempt_key`) Kuscia last refused for `remote_id` in this
+        process's lifetime, and why."""
+        return self._refused.get((kind, conn.id, remote_id))
 
     def set_refused(
-        self, kind: str, conn: Connection, remote_id: str, attempt: str | None, problem: Problem | None = None
+        self,
+        kind: Kind,
+        conn: Connection,
+        remote_id: str,
+        attempt: str | None,
+        problem: Problem | None = None,
     ) -> None:
         if attempt is None or problem is None:
             self._refused.pop((kind, conn.id, remote_id), None)
@@ -261,17 +263,19 @@ class KusciaHub:
             self._refused[(kind, conn.id, remote_id)] = (attempt, problem)
 
     def first_look(self, conn: Connection, remote_id: str) -> bool:
-        """True once per serving and process: the first time its polled state may be checked for drift."""
-        if (conn.id, remote_id) in self._verified:
-            return False
-        self._verified.add((conn.id, remote_id))
-        return True
+        """True until the serving's polled state has been checked for drift once in this process."""
+        return (conn.id, remote_id) not in self._verified
 
-    def remote(self, kind: str, conn: Connection, remote_id: str) -> Any:
+    def looked(self, conn: Connection, remote_id: str) -> None:
+        self._verified.add((conn.id, remote_id))
+
+    def remote(self, kind: Kind, conn: Connection, remote_id: str) -> Reported | Missing | None:
+        """What the last poll found; None when not polled since the operator started or since we sent."""
         return conn.remote[kind].get(remote_id)
 
-    def set_remote(self, kind: str, conn: Connection, remote_id: str, detail: Any) -> None:
-        conn.remote[kind][remote_id] = detail
+    def forget_remote(self, kind: Kind, conn: Connection, remote_id: str) -> None:
+        """We have just sent something: what was polled before no longer says anything about it."""
+        conn.remote[kind].pop(remote_id, None)
 
     # ---- polling ------------------------------------------------------------------------------------
 
@@ -332,12 +336,12 @@ class KusciaHub:
             self._enqueue_route(conn, route)
         for kind, kind_ids in due.items():
             for rid in kind_ids:
-                detail = found.get(rid, MISSING)
-                if detail is None:
-                    detail = {"state": "Pending"}  # Kuscia has the serving but no party status yet
-                detail = _normalized(detail)
-                if conn.remote[kind].get(rid) != detail:
-                    conn.remote[kind][rid] = detail
+                seen: Reported | Missing = MISSING
+                if rid in found:
+                    # No party status yet: Kuscia has the serving, it is pending.
+                    seen = Reported(_normalized(found[rid] or {"state": "Pending"}))
+                if conn.remote[kind].get(rid) != seen:
+                    conn.remote[kind][rid] = seen
                     self._enqueue(kind, conn.tracked[kind].get(rid, ()))
 
     def _poll_failed(self, conn: Connection, route: str, err: KusciaError, now: float) -> None:
@@ -359,8 +363,8 @@ class KusciaHub:
             )
             self._enqueue_route(conn, route)
 
-    def _enqueue(self, kind: str, keys: Any) -> None:
-        queue = self._ctx.queues.get(KINDS[kind])
+    def _enqueue(self, kind: Kind, keys: Any) -> None:
+        queue = self._ctx.queues.get(kind)
         for key in list(keys):
             if queue is not None:
                 queue.add(key, Priority.REFRESH)
@@ -369,3 +373,25 @@ class KusciaHub:
         for kind in ROUTES[route]:
             for keys in conn.tracked[kind].values():
                 self._enqueue(kind, keys)
+
+
+async def send_serving(client: KusciaClient, send: ServingSend) -> str:
+    """The one create/update protocol for every serving (PaddleService or KusciaDeployment).
+
+    CREATE creates, and on "already exists" adopts the serving by updating it (the id is ours: a lost
+    answer to our own create, or a serving left by a predecessor). UPDATE updates, and on "not found"
+    creates it again (someone removed it behind our back). Returns what happened, for the log.
+    """
+    if send.mode == Send.CREATE:
+        try:
+            await client.create_serving(send.create)
+            return "Created"
+        except KusciaAlreadyExists:
+            await client.update_serving(send.update)
+            return "Adopted existing"
+    try:
+        await client.update_serving(send.update)
+        return "Updated"
+    except KusciaNotFound:
+        await client.create_serving(send.create)
+        return "Re-created"

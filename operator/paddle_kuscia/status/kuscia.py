@@ -1,8 +1,8 @@
 """Statuses from what Kuscia reports (ServingStatusDetail, JobStatusDetail), pure: `now` is a parameter.
 
-Remote state is one of: not reported yet after we sent something (None), not polled since the operator
-started (UNSEEN: what the status already says still stands), missing (Kuscia does not know the id), or a
-detail dict in Kuscia's snake_case wire shape.
+What Kuscia last said about an id is a `Remote`: `Reported` (a detail in Kuscia's snake_case wire shape),
+`Missing` (Kuscia does not know the id), `Unseen` (not polled since the operator started: what the status
+already says still stands) or `Awaiting` (we have just sent something; nothing reported since).
 """
 
 from __future__ import annotations
@@ -12,8 +12,31 @@ from typing import Any
 
 from .conditions import Cond, merge_conditions, summarize
 
-MISSING = "missing"
-UNSEEN = "unseen"
+
+@dataclass(frozen=True)
+class Reported:
+    """Kuscia's last report about the id."""
+
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Kuscia does not know the id."""
+
+
+@dataclass(frozen=True)
+class Unseen:
+    """Not polled since the operator started: the status written before still stands."""
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """Sent just now; Kuscia has not reported since."""
+
+
+Remote = Reported | Missing | Unseen | Awaiting
+MISSING, UNSEEN, AWAITING = Missing(), Unseen(), Awaiting()
 
 SERVING_READY = {"Available"}
 SERVING_PROGRESSING = {"Pending", "Progressing", "PartialAvailable", "Unknown", ""}
@@ -45,24 +68,23 @@ def _previous_condition(previous: dict[str, Any], ctype: str) -> Cond | None:
 
 def serving_condition(
     ctype: str,
-    detail: dict[str, Any] | str | None,
+    remote: Remote,
     problem: Problem | None,
     previous: dict[str, Any] | None = None,
 ) -> Cond:
     if problem is not None:
         return Cond(ctype, problem.status, problem.reason, problem.message)
-    if detail == UNSEEN:
+    if isinstance(remote, Unseen):
         kept = _previous_condition(previous or {}, ctype)
         if kept is not None:
             return kept
-        detail = None
-    if detail is None:
-        return Cond(ctype, "Unknown", "Pending", "Waiting for Kuscia to report the serving's status.")
-    if detail == MISSING:
+    if isinstance(remote, Missing):
         return Cond(
             ctype, "Unknown", "ServingMissing", "Kuscia does not know the serving; creating it again."
         )
-    assert isinstance(detail, dict)
+    if not isinstance(remote, Reported):
+        return Cond(ctype, "Unknown", "Pending", "Waiting for Kuscia to report the serving's status.")
+    detail = remote.detail
     state = detail.get("state") or "Pending"
     parties = f"{_int(detail.get('available_parties')) or 0}/{_int(detail.get('total_parties')) or 0} parties available"
     message = "; ".join(x for x in (parties, detail.get("reason") or "", detail.get("message") or "") if x)
@@ -103,11 +125,11 @@ def _party_statuses(detail: dict[str, Any]) -> list[dict[str, Any]]:
     return parties
 
 
-def service_url(detail: dict[str, Any] | str | None, initiator: str) -> str | None:
-    """The initiator's `service` endpoint, where SecretFlow Serving answers PredictionService/Predict."""
-    if not isinstance(detail, dict):
+def service_url(remote: Remote, initiator: str) -> str | None:
+    """The initiator's `service` endpoint (the port Kuscia allocated), where the serving answers."""
+    if not isinstance(remote, Reported):
         return None
-    for party in detail.get("party_statuses") or []:
+    for party in remote.detail.get("party_statuses") or []:
         if party.get("domain_id") != initiator:
             continue
         for endpoint in party.get("endpoints") or []:
@@ -122,14 +144,14 @@ def paddleservice_kuscia_status(
     previous: dict[str, Any] | None,
     serving_id: str,
     initiator: str,
-    detail: dict[str, Any] | str | None,
+    remote: Remote,
     problem: Problem | None,
     applied_hash: str | None,
     app_image: str | None,
     now: str,
 ) -> dict[str, Any]:
     previous = previous or {}
-    serving = serving_condition("KusciaServingReady", detail, problem, previous)
+    serving = serving_condition("KusciaServingReady", remote, problem, previous)
     ready = summarize([serving], ready_reason="Serving", ready_message="The Kuscia serving is available.")
     stale = {"DefaultEndpointReady", "CanaryEndpointReady", "RoutesReady"}
     kept = [c for c in previous.get("conditions") or [] if c.get("type") not in stale]
@@ -138,10 +160,11 @@ def paddleservice_kuscia_status(
         "conditions": merge_conditions(kept, [ready, serving], generation=generation, now=now),
     }
     block: dict[str, Any] = {"servingId": serving_id}
-    if detail == UNSEEN:
+    if isinstance(remote, Unseen):
         observed = ("state", "reason", "message", "totalParties", "availableParties", "parties")
         block.update({k: v for k, v in (previous.get("kuscia") or {}).items() if k in observed})
-    elif isinstance(detail, dict):
+    elif isinstance(remote, Reported):
+        detail = remote.detail
         block.update(
             {
                 "state": detail.get("state") or "Pending",
@@ -154,14 +177,16 @@ def paddleservice_kuscia_status(
             block["reason"] = detail["reason"]
         if detail.get("message"):
             block["message"] = detail["message"]
-    elif detail == MISSING:
+    elif isinstance(remote, Missing):
         block["state"] = "Missing"
     if applied_hash:
         block["appliedHash"] = applied_hash
     if app_image:
         block["appImage"] = app_image
     status["kuscia"] = block
-    url = service_url(detail, initiator) or (previous.get("url") if not isinstance(detail, dict) else None)
+    url = service_url(remote, initiator) or (
+        previous.get("url") if not isinstance(remote, Reported) else None
+    )
     if url:
         status["url"] = url
         status["address"] = {"url": url}
@@ -173,7 +198,7 @@ def deployment_status(
     name: str,
     generation: int,
     previous: dict[str, Any] | None,
-    detail: dict[str, Any] | str | None,
+    remote: Remote,
     problem: Problem | None,
     mirror: dict[str, Any],
     spec_changed_after_submit: bool,
@@ -182,7 +207,8 @@ def deployment_status(
     """KusciaDeployment status in Kuscia's own shape, plus `Ready` and `mirror`."""
     previous = previous or {}
     status: dict[str, Any] = {}
-    if isinstance(detail, dict):
+    if isinstance(remote, Reported):
+        detail = remote.detail
         state = detail.get("state") or ""
         status["phase"] = {"Pending": "Progressing", "Unknown": "Progressing"}.get(
             state, state
@@ -207,11 +233,13 @@ def deployment_status(
         status["partyDeploymentStatuses"] = dict(sorted(per_domain.items()))
     else:
         # Until Kuscia reports again, the last report stands (Kuscia's own KusciaDeployment keeps it too).
-        observed = ("phase", "reason", "message", "partyDeploymentStatuses") if detail != MISSING else ()
+        observed = ("phase", "reason", "message", "partyDeploymentStatuses")
+        if isinstance(remote, Missing):
+            observed = ()
         status.update({k: v for k, v in previous.items() if k in observed})
         status["totalParties"] = previous.get("totalParties", 0)
         status["availableParties"] = previous.get("availableParties", 0)
-    serving = serving_condition("Ready", detail, problem, previous)
+    serving = serving_condition("Ready", remote, problem, previous)
     conditions = [serving]
     if spec_changed_after_submit:
         conditions.append(
@@ -233,7 +261,7 @@ def job_status(
     *,
     generation: int,
     previous: dict[str, Any] | None,
-    detail: dict[str, Any] | str | None,
+    remote: Remote,
     problem: Problem | None,
     mirror: dict[str, Any],
     spec_changed_after_submit: bool,
@@ -243,7 +271,8 @@ def job_status(
     previous = previous or {}
     status: dict[str, Any] = {}
     state = ""
-    if isinstance(detail, dict):
+    detail: dict[str, Any] = remote.detail if isinstance(remote, Reported) else {}
+    if isinstance(remote, Reported):
         state = detail.get("state") or "Pending"
         status["phase"] = state
         tasks = {
@@ -259,23 +288,23 @@ def job_status(
         if detail.get("err_msg"):
             status["message"] = detail["err_msg"]
             status["reason"] = "JobFailed" if state == "Failed" else "KusciaMessage"
-    elif detail == MISSING:
+    elif isinstance(remote, Missing):
         status = {
             k: v for k, v in previous.items() if k in ("phase", "taskStatus", "startTime", "completionTime")
         }
-    elif detail == UNSEEN:
+    elif isinstance(remote, Unseen):
         observed = ("phase", "taskStatus", "startTime", "completionTime", "reason", "message")
         status = {k: v for k, v in previous.items() if k in observed}
-    kept = _previous_condition(previous, "Ready") if detail == UNSEEN else None
+    kept = _previous_condition(previous, "Ready") if isinstance(remote, Unseen) else None
     if problem is not None:
         ready = Cond("Ready", problem.status, problem.reason, problem.message)
     elif kept is not None:
         ready = kept
-    elif detail is None or detail == UNSEEN:
+    elif isinstance(remote, Awaiting | Unseen):
         ready = Cond("Ready", "Unknown", "Submitted", "Waiting for Kuscia to report the job's status.")
-    elif detail == MISSING and previous.get("phase") not in JOB_TERMINAL:
+    elif isinstance(remote, Missing) and previous.get("phase") not in JOB_TERMINAL:
         ready = Cond("Ready", "False", "JobMissing", "Kuscia no longer knows this job.")
-    elif detail == MISSING:
+    elif isinstance(remote, Missing):
         ready = Cond(
             "Ready",
             "True" if previous.get("phase") == "Succeeded" else "False",
@@ -289,7 +318,7 @@ def job_status(
             "Ready",
             "False",
             state,
-            (detail.get("err_msg") if isinstance(detail, dict) else "") or f"The job is {state}.",
+            detail.get("err_msg") or f"The job is {state}.",
         )
     else:
         ready = Cond("Ready", "Unknown", state or "Pending", f"The job is {state or 'Pending'}.")
