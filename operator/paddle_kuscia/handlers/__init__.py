@@ -163,9 +163,10 @@ class Operator:
                 on_result=metrics.on_reconcile,
             )
 
-        ctx.queues["PaddleService"] = queue("PaddleService", reconcile_paddleservice)
-        ctx.queues["KusciaDeployment"] = queue("KusciaDeployment", reconcile_kuscia_deployment)
-        ctx.queues["KusciaJob"] = queue("KusciaJob", reconcile_kuscia_job)
+        kinds = kuscia_models.Kind  # one name per kind for queues, metrics and the Kuscia hub
+        ctx.queues[kinds.PADDLESERVICE] = queue(kinds.PADDLESERVICE, reconcile_paddleservice)
+        ctx.queues[kinds.DEPLOYMENT] = queue(kinds.DEPLOYMENT, reconcile_kuscia_deployment)
+        ctx.queues[kinds.JOB] = queue(kinds.JOB, reconcile_kuscia_job)
         self._ctx = ctx
 
         def act() -> None:

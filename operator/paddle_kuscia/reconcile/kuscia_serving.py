@@ -161,7 +161,7 @@ async def _switch_away(
         raise RetryLater(str(err)) from None
     ctx.kuscia.untrack(Kind.PADDLESERVICE, key)
     await remove_finalizer(ctx, PADDLESERVICES, ctx.paddleservices, body, FINALIZER)
-    ctx.queues["PaddleService"].add(key)  # now reconcile it on its new backend
+    ctx.queues[Kind.PADDLESERVICE].add(key)  # now reconcile it on its new backend
     return None
 
 
