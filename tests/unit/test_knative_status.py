@@ -252,6 +252,16 @@ def test_replicas_are_unknown_until_every_routed_revision_reports_them() -> None
     assert status_of(s, serving(route("default", rev, 100), ready=(rev,), replicas=None)).replicas is None
 
 
+def test_replicas_count_only_the_routed_revisions() -> None:
+    """The revision that served before a rollout keeps its pods for a while; they serve nothing."""
+    old = spec()
+    old_rev, _ = revisions(old)
+    new = spec(default={"containerImage": "img", "tag": "v9", "port": 80})
+    new_rev, _ = revisions(new)
+    obs = serving(route("default", new_rev, 100), ready=(old_rev, new_rev), replicas=3)
+    assert status_of(new, obs, generation=2).replicas == 3
+
+
 def test_a_false_dependency_wins_over_an_unknown_one() -> None:
     """Default failed while the routes still move: Ready says what is broken, not what is pending."""
     s = spec(canary=CANARY, canaryTrafficPercent=10)
