@@ -319,7 +319,7 @@ def test_accelerators_reach_the_pod_that_runs_on_the_node(
     control_plane: ControlPlane, ns: str, knative: Knative, accelerator: dict[str, Any], resource: str
 ) -> None:
     control_plane.apply(
-        paddleservice("svc", accelerator=accelerator, nodeSelector={"type": "kwok"}, service={"minScale": 1}),
+        paddleservice("svc", accelerator=accelerator, nodeSelector={"type": "kwok"}),
         ns,
     )
     obj = wait_ready(control_plane, "svc", ns)
