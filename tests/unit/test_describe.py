@@ -423,3 +423,29 @@ def test_the_command_line_takes_kind_aliases_namespace_and_output() -> None:
     assert (args.kind, args.name, args.namespace, args.output) == ("ps", "resnet", NS, "json")
     for alias in ("kd", "kusciadeployment", "kj", "kusciajobs", "paddleservice"):
         assert parser().parse_args(["describe", alias, "x"]).kind == alias
+
+
+def test_the_namespace_defaults_to_the_chosen_kubeconfig_contexts(tmp_path: Any, monkeypatch: Any) -> None:
+    from paddle_kuscia.describe import read
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
+                    {"name": "b", "context": {"cluster": "c", "user": "u", "namespace": "team-b"}},
+                    {"name": "plain", "context": {"cluster": "c", "user": "u"}},
+                ],
+                "current-context": "a",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert read.connect(None).namespace == "team-a"
+    assert read.connect("b").namespace == "team-b"
+    assert read.connect("plain").namespace == "default"

@@ -33,8 +33,9 @@ class Cluster:
 def connect(context: str | None = None) -> Cluster:
     try:
         config.load_kube_config(context=context)
-        _, active = config.list_kube_config_contexts()
-        namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
+        contexts, active = config.list_kube_config_contexts()
+        chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+        namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
     except config.ConfigException:
         try:
             config.load_incluster_config()
