@@ -7,6 +7,7 @@ resolves, so the few reads here use it directly.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,10 @@ class Cluster:
 
 def connect(context: str | None = None) -> Cluster:
     try:
-        config.load_kube_config(context=context)
-        contexts, active = config.list_kube_config_contexts()
+        # KUBECONFIG as it is now (the kubernetes package reads it once, when imported); a list is merged.
+        path = os.environ.get("KUBECONFIG") or None
+        config.load_kube_config(config_file=path, context=context)
+        contexts, active = config.list_kube_config_contexts(config_file=path)
         chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
         namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
     except config.ConfigException:
