@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from paddle_kuscia.builders.compare import first_difference
+from paddle_kuscia.builders.knative import Owner, build_knative_service
+from paddle_kuscia.models.paddleservice import PaddleService
 from support.control_plane import ROOT, ControlPlane, wait_for
 from support.knative import CRASH_TAG, NODE, Knative
 from support.operator import OperatorProcess
@@ -459,6 +461,65 @@ def test_text_outside_the_basic_multilingual_plane_reaches_knative(
     container = get(control_plane, "ksvc", "svc", ns)["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == [arg]
     assert condition(obj, "Ready")["reason"] == "Serving"
+
+
+def test_every_field_the_operator_sets_reads_back_from_knative_as_sent(
+    control_plane: ControlPlane, ns: str
+) -> None:
+    """Knative's defaulting webhook rewrites what it considers non-canonical; whatever the operator sends must
+    already be in the form Knative stores, or be compared by value, or each resync would re-apply."""
+    spec = PaddleService.model_validate(
+        paddleservice(
+            "wide",
+            canary={**IMAGE, "tag": "v2", "arg": "exec serve --port 9292"},
+            canaryTrafficPercent=25,
+            workingDir="/srv",
+            resources={
+                "requests": {"cpu": "0.25", "memory": "0.5Gi"},
+                "limits": {"cpu": "1500m", "memory": "1Gi"},
+            },
+            accelerator={"type": "nvidia-gpu", "count": 1},
+            nodeSelector={"type": "kwok"},
+            tolerations=[
+                {"key": "dedicated", "operator": "Equal", "value": "serving", "effect": "NoSchedule"}
+            ],
+            affinity={
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 1,
+                            "preference": {
+                                "matchExpressions": [{"key": "type", "operator": "In", "values": ["kwok"]}]
+                            },
+                        }
+                    ]
+                }
+            },
+            volumes=[
+                {"name": "scratch", "emptyDir": {"sizeLimit": "0.5Gi"}},
+                {"name": "conf", "configMap": {"name": "serving-conf"}},
+            ],
+            volumeMounts=[
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "conf", "mountPath": "/etc/serving", "readOnly": False},
+            ],
+            service={
+                "minScale": 1,
+                "maxScale": 4,
+                "target": 8,
+                "window": "90s",
+                "containerConcurrency": 2,
+                "timeoutSeconds": 120,
+                "scaleDownDelay": "30s",
+                "rolloutDuration": "60",
+            },
+        )
+    ).spec
+    ksvc, _ = build_knative_service(Owner("wide", ns, "uid-wide", {}), spec)
+    del ksvc["metadata"]["ownerReferences"]
+    control_plane.apply(ksvc, ns)
+    live = get(control_plane, "ksvc", "wide", ns)
+    assert first_difference(ksvc, live) is None, first_difference(ksvc, live)
 
 
 @pytest.mark.parametrize("name", ["sample_service", "lac"])

@@ -311,3 +311,25 @@ def test_a_canary_without_a_percentage_gets_elasticservings_half() -> None:
     canary_rev = named_template(OWNER, s, s.canary)[0]  # type: ignore[arg-type]
     done = plan_rollout(OWNER, s, ready(default_rev, canary_rev))
     assert [(t["tag"], t["percent"]) for t in done.traffic] == [("default", 50), ("canary", 50)]
+
+
+def test_mounts_of_volumes_other_than_emptydir_and_pvc_are_read_only_as_knative_stores_them() -> None:
+    ksvc, _ = build_knative_service(
+        OWNER,
+        spec(
+            volumes=[
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+                {"name": "conf", "configMap": {"name": "serving-conf"}},
+            ],
+            volumeMounts=[
+                {"name": "scratch", "mountPath": "/tmp/scratch"},
+                {"name": "models", "mountPath": "/models", "readOnly": False},
+                {"name": "conf", "mountPath": "/etc/serving", "readOnly": False},
+            ],
+        ),
+    )
+    mounts = {m["name"]: m for m in container(ksvc)["volumeMounts"]}
+    assert "readOnly" not in mounts["scratch"]
+    assert mounts["models"]["readOnly"] is False
+    assert mounts["conf"]["readOnly"] is True

@@ -172,6 +172,20 @@ def _image(endpoint: EndpointSpec) -> str:
     return f"{endpoint.container_image}{separator}{endpoint.tag}"
 
 
+def _volume_mounts(spec: PaddleServiceSpec) -> list[dict[str, Any]]:
+    """Mounts as Knative stores them: only emptyDir and PVC volumes may be writable; Knative's defaulting
+    webhook makes every other mount read-only (pkg/apis/serving/v1/revision_defaults.go), so we say so too,
+    or the stored template would differ from ours on every resync."""
+    writable = {v.name for v in spec.volumes or [] if {"emptyDir", "persistentVolumeClaim"} & set(v.wire())}
+    mounts = []
+    for mount in spec.volume_mounts or []:
+        wire = mount.wire()
+        if mount.name not in writable:
+            wire["readOnly"] = True
+        mounts.append(wire)
+    return mounts
+
+
 def revision_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointSpec) -> dict[str, Any]:
     """The revision template for one variant, without its name (the name is derived from it)."""
     container: dict[str, Any] = {
@@ -193,7 +207,7 @@ def revision_template(owner: Owner, spec: PaddleServiceSpec, endpoint: EndpointS
     if spec.working_dir:
         container["workingDir"] = spec.working_dir
     if spec.volume_mounts:
-        container["volumeMounts"] = [m.wire() for m in spec.volume_mounts]
+        container["volumeMounts"] = _volume_mounts(spec)
 
     svc = spec.service
     pod: dict[str, Any] = {
