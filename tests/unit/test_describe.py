@@ -127,7 +127,14 @@ DEFAULT, CANARY = WANTED["default"], WANTED["canary"]
 
 
 def node(description: tree.Description, ref: str) -> tree.Node:
-    return next(n for n in description.nodes() if n.ref == ref)
+    """The node `ref` anywhere in the tree."""
+    todo = [description.tree]
+    while todo:
+        n = todo.pop()
+        if n.ref == ref:
+            return n
+        todo.extend(n.children)
+    raise AssertionError(f"no {ref} in the tree")
 
 
 def test_wanted_revisions_use_the_operators_own_names() -> None:
@@ -449,3 +456,12 @@ def test_the_namespace_defaults_to_the_chosen_kubeconfig_contexts(tmp_path: Any,
     assert read.connect(None).namespace == "team-a"
     assert read.connect("b").namespace == "team-b"
     assert read.connect("plain").namespace == "default"
+
+
+def test_revisions_are_listed_in_traffic_order_then_the_specs_then_the_newest_others() -> None:
+    split = traffic("resnet-zzz", "resnet-aaa")
+    ps = paddleservice(status=ps_status(split, cond("Ready", "Unknown", "RevisionNotReady")))
+    revisions = [revision(n) for n in ("resnet-aaa", CANARY, "resnet-zzz", DEFAULT)]
+    d = tree.describe_paddleservice(ps, knative_service=ksvc(split), revisions=revisions, route=route(split))
+    names = [c.name for c in d.tree.children[0].children if c.kind == "Revision"]
+    assert names == ["resnet-zzz", "resnet-aaa", DEFAULT, CANARY]

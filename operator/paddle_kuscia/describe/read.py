@@ -14,6 +14,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from .tree import REVISION_LABEL
+
 PADDLESERVICES = ("elasticserving.paddlepaddle.org", "v1", "paddleservices")
 KUSCIA_JOBS = ("kuscia.secretflow", "v1alpha1", "kusciajobs")
 KUSCIA_DEPLOYMENTS = ("kuscia.secretflow", "v1alpha1", "kusciadeployments")
@@ -89,9 +91,7 @@ def read_paddleservice(cluster: Cluster, namespace: str, name: str) -> dict[str,
     out: dict[str, Any] = {"ps": ps}
     if ((ps.get("spec") or {}).get("backend") or "knative") == "knative":
         out["knative_service"] = _get(cluster, (*KNATIVE, "services"), namespace, name)
-        out["revisions"] = _list(
-            cluster, (*KNATIVE, "revisions"), namespace, f"serving.knative.dev/service={name}"
-        )
+        out["revisions"] = _list(cluster, (*KNATIVE, "revisions"), namespace, f"{REVISION_LABEL}={name}")
         out["route"] = _get(cluster, (*KNATIVE, "routes"), namespace, name)
     return out
 

@@ -14,13 +14,13 @@ from ..builders.knative import InvalidSpec, Owner, named_template
 from ..models.paddleservice import PaddleServiceSpec
 from . import advice as A
 
-# Node states, worst first: the order in which a renderer would colour them.
+# Node states (a Finding's severity is FAILED or PROGRESSING).
 FAILED = "failed"
 PROGRESSING = "progressing"
 MISSING = "missing"
 OK = "ok"
 
-REVISION_LABEL = "serving.knative.dev/service"
+REVISION_LABEL = "serving.knative.dev/service"  # on a Revision: the Knative Service it belongs to
 OTHER_REVISIONS_SHOWN = 3
 
 
@@ -57,15 +57,6 @@ class Description:
     conditions: list[dict[str, Any]]
     tree: Node
     finding: Finding | None
-
-    def nodes(self) -> list[Node]:
-        out: list[Node] = []
-        stack = [self.tree]
-        while stack:
-            node = stack.pop(0)
-            out.append(node)
-            stack[0:0] = node.children
-        return out
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
@@ -224,11 +215,12 @@ def _ordered_revisions(
     revisions: list[dict[str, Any]], traffic: list[dict[str, Any]], wanted: dict[str, str]
 ) -> tuple[list[dict[str, Any]], int]:
     """Routed and wanted revisions first, then the newest few others; and how many others were left out."""
-    routed = [t.get("revisionName") for t in traffic]
-    important = set(routed) | set(wanted.values())
+    # In the order of the traffic block (default first), then default and canary of the spec.
+    order = list(dict.fromkeys([*(t.get("revisionName") for t in traffic), *wanted.values()]))
+    important = set(order)
     first = sorted(
         (r for r in revisions if _meta(r).get("name") in important),
-        key=lambda r: (0 if _meta(r).get("name") in routed else 1, _meta(r).get("name", "")),
+        key=lambda r: order.index(_meta(r).get("name")),
     )
     others = sorted(
         (r for r in revisions if _meta(r).get("name") not in important),
