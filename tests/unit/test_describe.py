@@ -465,3 +465,20 @@ def test_revisions_are_listed_in_traffic_order_then_the_specs_then_the_newest_ot
     d = tree.describe_paddleservice(ps, knative_service=ksvc(split), revisions=revisions, route=route(split))
     names = [c.name for c in d.tree.children[0].children if c.kind == "Revision"]
     assert names == ["resnet-zzz", "resnet-aaa", DEFAULT, CANARY]
+
+
+def test_only_the_newest_other_revisions_are_shown_and_the_rest_counted() -> None:
+    split = traffic(DEFAULT, CANARY)
+    ps = paddleservice(status=ps_status(split, cond("Ready", "True", "Serving")))
+    old = [revision(f"resnet-old{i}", created=f"2025-01-0{i}T00:00:00Z") for i in range(1, 6)]
+    d = tree.describe_paddleservice(
+        ps,
+        knative_service=ksvc(split),
+        revisions=[revision(DEFAULT), revision(CANARY), *old],
+        route=route(split),
+    )
+    shown = [c.name for c in d.tree.children[0].children if c.kind == "Revision"]
+    assert shown == [DEFAULT, CANARY, "resnet-old5", "resnet-old4", "resnet-old3"]
+    lines = render.to_text(d).splitlines()
+    at = next(i for i, line in enumerate(lines) if "(2 older revisions not shown)" in line)
+    assert "Revision/resnet-old3" in lines[at - 1] and "Route/resnet" in lines[at + 1]

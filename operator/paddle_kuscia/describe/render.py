@@ -79,12 +79,9 @@ def _tree(
     more = node.fields.get("olderRevisionsNotShown")
     child_prefix = prefix + ("" if top else ("   " if last else "│  "))
     for i, child in enumerate(node.children):
+        if more and child.kind == "Route":  # after the revisions
+            lines.append(f"{child_prefix}├─ ({more} older revisions not shown)")
         lines += _tree(child, style, highlight, child_prefix, i == len(node.children) - 1, False)
-    if more:
-        lines.insert(
-            len(lines) - 1 if node.children and node.children[-1].kind == "Route" else len(lines),
-            f"{child_prefix}├─ ({more} older revisions not shown)",
-        )
     return lines
 
 
