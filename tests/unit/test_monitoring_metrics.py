@@ -102,3 +102,11 @@ def test_kuscia_polls_report_last_success_and_the_current_failure_without_creden
 
     metrics.on_kuscia_poll(url, "serving", None)
     assert not ours(scrape([]).get("paddle_kuscia_kuscia_poll_failing", {}))
+
+
+def test_a_failure_stops_being_reported_once_nothing_on_the_connection_needs_polling() -> None:
+    url = "https://kuscia-idle.example:8082"
+    metrics.on_kuscia_poll(url, "job", "KusciaUnavailable")
+    assert any(("url", url) in k for k in scrape([])["paddle_kuscia_kuscia_poll_failing"])
+    metrics.on_kuscia_poll_idle(url, "job")
+    assert not any(("url", url) in k for k in scrape([]).get("paddle_kuscia_kuscia_poll_failing", {}))

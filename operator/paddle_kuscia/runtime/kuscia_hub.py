@@ -318,6 +318,7 @@ class KusciaHub:
         }
         ids = sorted({rid for kind_ids in due.values() for rid in kind_ids})
         if not ids:
+            metrics.on_kuscia_poll_idle(conn.url, route)
             return
         try:
             if route == "job":

@@ -78,6 +78,13 @@ def on_kuscia_poll(url: str, route: str, failure_reason: str | None) -> None:
     state[1] = failure_reason
 
 
+def on_kuscia_poll_idle(url: str, route: str) -> None:
+    """Nothing on this connection and route needs polling any more: a past failure no longer stands."""
+    state = _polls.get((_public_url(url), route))
+    if state is not None:
+        state[1] = None
+
+
 def _ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
     conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c.get("type") == "Ready"), None)
