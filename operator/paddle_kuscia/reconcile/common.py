@@ -100,7 +100,7 @@ def failure_status(
     reason: str,
     message: str,
     model: type[StatusT],
-    extra: Sequence[Condition] = (),
+    extra: Sequence[Condition | Cond] = (),
     ready: ConditionStatus = "False",
 ) -> StatusT: ...
 
@@ -111,7 +111,7 @@ def failure_status(
     *,
     reason: str,
     message: str,
-    extra: Sequence[Cond] = (),
+    extra: Sequence[Condition | Cond] = (),
     ready: ConditionStatus = "False",
 ) -> dict[str, Any]: ...
 
@@ -122,7 +122,7 @@ def failure_status(
     reason: str,
     message: str,
     model: type[StatusT] | None = None,
-    extra: Sequence[Condition] | Sequence[Cond] = (),
+    extra: Sequence[Condition | Cond] = (),
     ready: ConditionStatus = "False",
 ) -> StatusT | dict[str, Any]:
     """The previous status with `Ready=False` (or Unknown) and the given dependency conditions.
@@ -131,20 +131,18 @@ def failure_status(
     """
     generation = body["metadata"].get("generation")
     now = now_rfc3339()
+    decided = [condition("Ready", ready, reason, message, now=now)]
+    decided += [c.at(now) if isinstance(c, Cond) else c for c in extra]
     if model is None:
         legacy = dict(body.get("status") or {})
-        wanted = [Cond("Ready", ready, reason, message), *(c for c in extra if isinstance(c, Cond))]
-        legacy["conditions"] = merge_conditions(
-            legacy.get("conditions"), wanted, generation=generation, now=now
-        )
+        merged = merge_conditions(legacy.get("conditions"), decided, generation=generation)
+        legacy["conditions"] = [c.wire() for c in merged]
         legacy["observedGeneration"] = generation
         return legacy
     try:
         previous = model.model_validate(body.get("status") or {})
     except ValidationError:
         previous = model()
-    decided = [condition("Ready", ready, reason, message, now=now)]
-    decided += [c for c in extra if isinstance(c, Condition)]
     conditions = merge_conditions(previous.conditions, decided, generation=generation)
     return previous.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
