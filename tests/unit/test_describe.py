@@ -207,7 +207,9 @@ def test_a_failing_canary_points_at_its_revision_and_reason_while_the_default_se
     assert d.finding is not None
     assert d.finding.ref == f"Revision/{CANARY}" and d.finding.severity == tree.FAILED
     assert "ContainerMissing" in d.finding.problem and "Unable to fetch image" in d.finding.problem
-    assert d.finding.advice == advice.CANARY_FAILED
+    assert d.finding.advice == advice.fill(
+        advice.CANARY_FAILED, serving="the default revision keeps all the traffic"
+    )
     assert node(d, f"Revision/{DEFAULT}").fields["trafficPercent"] == 100
     lines = render.to_text(d).splitlines()
     flagged = [line for line in lines if "<-- first problem" in line]
@@ -482,3 +484,21 @@ def test_only_the_newest_other_revisions_are_shown_and_the_rest_counted() -> Non
     lines = render.to_text(d).splitlines()
     at = next(i for i, line in enumerate(lines) if "(2 older revisions not shown)" in line)
     assert "Revision/resnet-old3" in lines[at - 1] and "Route/resnet" in lines[at + 1]
+
+
+def test_a_failed_new_canary_says_the_previous_canary_revision_keeps_its_share() -> None:
+    split = traffic(DEFAULT, "resnet-previous-canary")
+    ps = paddleservice(status=ps_status(split, cond("Ready", "False", "ExitCode1")))
+    d = tree.describe_paddleservice(
+        ps,
+        knative_service=ksvc(split),
+        revisions=[
+            revision(DEFAULT),
+            revision("resnet-previous-canary"),
+            revision(CANARY, "False", "ExitCode1"),
+        ],
+        route=route(split),
+    )
+    assert d.finding is not None and d.finding.ref == f"Revision/{CANARY}"
+    assert "the previous canary revision resnet-previous-canary keeps the canary's share" in d.finding.advice
+    assert node(d, "Revision/resnet-previous-canary").fields["role"] == "canary (serving)"

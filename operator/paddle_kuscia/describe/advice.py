@@ -40,7 +40,7 @@ ADVICE: dict[str, str] = {
 }
 
 CANARY_FAILED = (
-    "The canary revision failed and receives no traffic; the default keeps serving. Fix spec.canary, "
+    "The canary revision failed and receives no traffic; {serving}. Fix spec.canary, "
     "or roll back with canaryTrafficPercent: 0 (or remove spec.canary)."
 )
 DEFAULT_FAILED = (

@@ -361,6 +361,17 @@ def _route_node(route: dict[str, Any] | None, name: str) -> Node:
     )
 
 
+def _canary_failed(revisions: list[Node]) -> str:
+    """The advice for a failed canary, saying where the canary's share of the traffic went."""
+    previous = next((n for n in revisions if "canary" in n.fields.get("tags", {})), None)
+    serving = (
+        f"the previous canary revision {previous.name} keeps the canary's share"
+        if previous is not None and previous.fields.get("trafficPercent")
+        else "the default revision keeps all the traffic"
+    )
+    return A.fill(A.CANARY_FAILED, serving=serving)
+
+
 def _knative_finding(
     ps: dict[str, Any], ksvc: Node, revisions: list[Node], wanted: dict[str, str]
 ) -> Finding | None:
@@ -383,7 +394,7 @@ def _knative_finding(
                 FAILED,
                 f"The {role} revision {node.name} failed: "
                 f"{node.fields.get('reason', '')}: {node.fields.get('message', '')}".rstrip(": "),
-                A.CANARY_FAILED if role == "canary" else A.DEFAULT_FAILED,
+                _canary_failed(revisions) if role == "canary" else A.DEFAULT_FAILED,
             )
     for node in revisions:  # a routed revision that failed after it was ready
         if node.state == FAILED and node.fields.get("trafficPercent"):
