@@ -428,7 +428,7 @@ def _knative_finding(
 
 
 def _party_state(replicas: int | None, available: int | None, state: str) -> str:
-    if state in ("Failed",):
+    if state == "Failed":
         return FAILED
     if replicas is not None and available is not None and available < replicas:
         return PROGRESSING
