@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def reported(replicas: int = 1, state: str = "Available") -> Reported:
 
 
 def serve(spec: PaddleServiceSpec | None = None, **inputs: Any) -> Any:
+    """plan_serving with neutral inputs; the status comes back as written to the API (a dict)."""
     args: dict[str, Any] = {
         "name": "ps",
         "spec": spec or ps_spec(),
@@ -77,7 +79,8 @@ def serve(spec: PaddleServiceSpec | None = None, **inputs: Any) -> Any:
         "now": NOW,
     }
     args.update(inputs)
-    return plan_serving(**args)
+    plan = plan_serving(**args)
+    return dataclasses.replace(plan, status=plan.status.wire()) if plan.status is not None else plan
 
 
 def cond(status: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -231,7 +234,8 @@ def kd_plan(remote: Remote = UNSEEN, previous: dict[str, Any] | None = None, **i
         "problem": None,
         "now": NOW,
     }
-    return plan_deployment(**{**args, **inputs})
+    plan = plan_deployment(**{**args, **inputs})
+    return dataclasses.replace(plan, status=plan.status.wire()) if plan.status is not None else plan
 
 
 def test_deployment_is_created_then_only_updated_when_its_spec_moves() -> None:
@@ -269,7 +273,8 @@ def job_plan(doc: dict[str, Any] | None = None, remote: Remote = UNSEEN, **input
         "problem": None,
         "now": NOW,
     }
-    return plan_job(**{**args, **inputs})
+    plan = plan_job(**{**args, **inputs})
+    return dataclasses.replace(plan, status=plan.status.wire()) if plan.status is not None else plan
 
 
 def test_a_job_is_submitted_once_and_then_only_observed() -> None:

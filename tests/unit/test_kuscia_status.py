@@ -87,7 +87,7 @@ def ps_status(
         applied_hash="abc",
         app_image=None,
         now=now,
-    )
+    ).wire()
 
 
 # ---- servings -----------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def kd_status(
         mirror={"remoteId": "sf", "specHash": "abc"},
         spec_changed_after_submit=changed,
         now=now,
-    )
+    ).wire()
 
 
 def test_deployment_status_has_kuscias_own_shape() -> None:
@@ -313,7 +313,7 @@ def kj_status(
         mirror={"remoteId": "j", "specHash": "abc"},
         spec_changed_after_submit=changed,
         now=now,
-    )
+    ).wire()
 
 
 def test_running_job_has_phase_and_task_status() -> None:

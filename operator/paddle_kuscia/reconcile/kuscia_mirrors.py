@@ -170,6 +170,7 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
         logger.info("%s Kuscia serving for KusciaDeployment namespace=%s name=%s", done, *key)
         ctx.kuscia.forget_remote(kind, conn, name)
     ctx.kuscia.set_refused(kind, conn, name, None)
+    assert plan.status is not None
     await write_status(ctx, resource, cache, body, plan.status)
     return None
 

@@ -13,7 +13,7 @@ from ..adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeError
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError
 from ..builders.kuscia import serving_id
 from ..models.kuscia import Kind
-from ..models.paddleservice import PaddleService
+from ..models.paddleservice import PaddleService, PaddleServiceStatus
 from ..runtime.cache import Key
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.kuscia_hub import (
@@ -25,7 +25,7 @@ from ..runtime.kuscia_hub import (
     send_serving,
 )
 from ..runtime.queue import RetryLater
-from ..status.conditions import Cond
+from ..status.conditions import condition
 from ..status.kuscia import UNSEEN, Problem
 from ..status.kuscia_plan import plan_serving
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
@@ -131,10 +131,7 @@ async def reconcile_kuscia_serving(
 
 async def _refuse(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
     """Nothing is sent to Kuscia: Ready and KusciaServingReady say why."""
-    status = failure_status(
-        body, reason=reason, message=message, extra=[Cond("KusciaServingReady", "False", reason, message)]
-    )
-    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
+    await _problem(ctx, body, Problem("False", reason, message))
 
 
 async def _drop_knative_service(ctx: Context, key: Key, uid: str) -> None:
@@ -183,11 +180,17 @@ class _FailureReporter:
 
 
 async def _problem(ctx: Context, body: dict[str, Any], problem: Problem) -> None:
+    """`Ready` and `KusciaServingReady` say what went wrong; the rest of the status stays as it was."""
     status = failure_status(
         body,
         reason=problem.reason,
         message=problem.message,
         ready=problem.status,
-        extra=[Cond("KusciaServingReady", problem.status, problem.reason, problem.message)],
+        model=PaddleServiceStatus,
+        extra=[
+            condition(
+                "KusciaServingReady", problem.status, problem.reason, problem.message, now=now_rfc3339()
+            )
+        ],
     )
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)

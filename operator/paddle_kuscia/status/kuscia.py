@@ -8,8 +8,10 @@ already says still stands) or `Awaiting` (we have just sent something; nothing r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from ..models.kuscia import KusciaDeploymentStatus, KusciaJobStatus
+from ..models.paddleservice import PaddleServiceStatus
 from .conditions import Cond, merge_conditions, summarize
 
 
@@ -47,7 +49,7 @@ JOB_TERMINAL = {"Succeeded", "Failed", "Cancelled", "ApprovalReject"}
 class Problem:
     """Why we could not talk to Kuscia or it refused us (shown as a condition)."""
 
-    status: str  # "False" or "Unknown"
+    status: Literal["False", "Unknown"]
     reason: str
     message: str
 
@@ -149,7 +151,7 @@ def paddleservice_kuscia_status(
     applied_hash: str | None,
     app_image: str | None,
     now: str,
-) -> dict[str, Any]:
+) -> PaddleServiceStatus:
     previous = previous or {}
     serving = serving_condition("KusciaServingReady", remote, problem, previous)
     ready = summarize([serving], ready_reason="Serving", ready_message="The Kuscia serving is available.")
@@ -190,7 +192,7 @@ def paddleservice_kuscia_status(
     if url:
         status["url"] = url
         status["address"] = {"url": url}
-    return status
+    return PaddleServiceStatus.model_validate(status)
 
 
 def deployment_status(
@@ -203,7 +205,7 @@ def deployment_status(
     mirror: dict[str, Any],
     spec_changed_after_submit: bool,
     now: str,
-) -> dict[str, Any]:
+) -> KusciaDeploymentStatus:
     """KusciaDeployment status in Kuscia's own shape, plus `Ready` and `mirror`."""
     previous = previous or {}
     status: dict[str, Any] = {}
@@ -254,7 +256,7 @@ def deployment_status(
     status["observedGeneration"] = generation
     status["mirror"] = mirror
     status["lastReconcileTime"] = _keep_time(previous, status, now)
-    return status
+    return KusciaDeploymentStatus.model_validate(status)
 
 
 def job_status(
@@ -266,7 +268,7 @@ def job_status(
     mirror: dict[str, Any],
     spec_changed_after_submit: bool,
     now: str,
-) -> dict[str, Any]:
+) -> KusciaJobStatus:
     """KusciaJob status in Kuscia's own shape (phase, taskStatus, times), plus `Ready`/`Succeeded` and `mirror`."""
     previous = previous or {}
     status: dict[str, Any] = {}
@@ -342,7 +344,7 @@ def job_status(
     status["observedGeneration"] = generation
     status["mirror"] = mirror
     status["lastReconcileTime"] = _keep_time(previous, status, now)
-    return status
+    return KusciaJobStatus.model_validate(status)
 
 
 def _keep_time(previous: dict[str, Any], status: dict[str, Any], now: str) -> str:

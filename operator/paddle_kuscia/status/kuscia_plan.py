@@ -30,12 +30,11 @@ from ..builders.kuscia import (
     unsupported_on_kuscia,
     update_request,
 )
-from ..models.kuscia import KusciaDeploymentSpec, KusciaJobSpec
-from ..models.paddleservice import PaddleServiceSpec
+from ..models.kuscia import KusciaDeploymentSpec, KusciaDeploymentStatus, KusciaJobSpec, KusciaJobStatus
+from ..models.paddleservice import PaddleServiceSpec, PaddleServiceStatus
 from .kuscia import (
     AWAITING,
     JOB_TERMINAL,
-    UNSEEN,
     Missing,
     Problem,
     Remote,
@@ -112,7 +111,7 @@ class ServingPlan:
     send: ServingSend | None = None
     applied_hash: str = ""
     attempt: str = ""
-    status: dict[str, Any] | None = None
+    status: PaddleServiceStatus | None = None
     drift_checked: bool = False
 
 
@@ -227,7 +226,7 @@ class DeploymentPlan:
     """Send `send` (or nothing); then write `status`, or keep saying `still_refused`."""
 
     send: ServingSend | None
-    status: dict[str, Any]
+    status: KusciaDeploymentStatus | None
     attempt: str
     still_refused: Problem | None = None
 
@@ -257,7 +256,7 @@ def plan_deployment(
     mirror = dict(previous.get("mirror") or {})
     known_refusal = _still_refused(refused, attempt)
     if known_refusal is not None:
-        return DeploymentPlan(None, {}, attempt, still_refused=problem or known_refusal)
+        return DeploymentPlan(None, None, attempt, still_refused=problem or known_refusal)
     mode = _send_mode(mirror.get("specHash"), wanted, remote)
     if mode:
         mirror = {
@@ -289,7 +288,7 @@ class JobPlan:
 
     submit: dict[str, Any] | None = None
     bfia: bool = False
-    status: dict[str, Any] | None = None
+    status: KusciaJobStatus | None = None
     poll: bool = True
     invalid: str | None = None
     still_refused: Problem | None = None
@@ -355,7 +354,6 @@ def plan_job(
 
 
 __all__ = [
-    "UNSEEN",
     "DeploymentPlan",
     "JobPlan",
     "Refusal",
