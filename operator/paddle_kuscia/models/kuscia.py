@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .base import KUSCIA_ID, PRESERVE_UNKNOWN, WireModel
-from .paddleservice import Condition, ResourceRequirements
+from .paddleservice import ConditionedStatus, ResourceRequirements
 
 GROUP = "kuscia.secretflow"
 VERSION = "v1alpha1"
@@ -66,7 +66,7 @@ class MirrorStatus(WireModel):
     connection: str | None = Field(default=None, description="Kuscia API URL the object is mirrored to.")
 
 
-class KusciaDeploymentStatus(WireModel):
+class KusciaDeploymentStatus(ConditionedStatus):
     phase: str | None = None
     reason: str | None = None
     message: str | None = None
@@ -74,11 +74,6 @@ class KusciaDeploymentStatus(WireModel):
     available_parties: int | None = None
     party_deployment_statuses: dict[str, Any] | None = Field(default=None, json_schema_extra=PRESERVE_UNKNOWN)
     last_reconcile_time: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = Field(
-        default=None,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     mirror: MirrorStatus | None = None
 
 
@@ -146,14 +141,10 @@ class KusciaJobSpec(WireModel):
     }
 
 
-class KusciaJobStatus(WireModel):
+class KusciaJobStatus(ConditionedStatus):
     phase: str | None = None
     approve_status: dict[str, str] | None = None
     stage_status: dict[str, str] | None = None
-    conditions: list[Condition] | None = Field(
-        default=None,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
     reason: str | None = None
     message: str | None = None
     party_task_create_status: dict[str, Any] | None = Field(default=None, json_schema_extra=PRESERVE_UNKNOWN)
@@ -161,7 +152,6 @@ class KusciaJobStatus(WireModel):
     start_time: str | None = None
     completion_time: str | None = None
     last_reconcile_time: str | None = None
-    observed_generation: int | None = None
     mirror: MirrorStatus | None = None
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pydantic import ValidationError
 
 from ..adapters.kube import KUSCIA_DEPLOYMENTS, KUSCIA_JOBS, Resource
 from ..adapters.kuscia import KusciaAlreadyExists, KusciaError, KusciaNotFound
 from ..models.base import KUSCIA_ID
-from ..models.kuscia import Kind, KusciaDeployment, KusciaJob
+from ..models.kuscia import Kind, KusciaDeployment, KusciaDeploymentStatus, KusciaJob, KusciaJobStatus
 from ..runtime.cache import Key, ObjectCache
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.kuscia_hub import NoKusciaConnection, describe, is_refusal, refusal, send_serving
@@ -87,11 +87,12 @@ async def _fail(
     body: dict[str, Any],
     reason: str,
     message: str,
-    ready: str = "False",
+    ready: Literal["False", "Unknown"] = "False",
 ) -> None:
-    await write_status(
-        ctx, resource, cache, body, failure_status(body, reason=reason, message=message, ready=ready)
-    )
+    """`Ready` says what went wrong; the rest of the status stays as it was."""
+    model = KusciaDeploymentStatus if resource.kind == Kind.DEPLOYMENT else KusciaJobStatus
+    status = failure_status(body, reason=reason, message=message, ready=ready, model=model)
+    await write_status(ctx, resource, cache, body, status)
 
 
 async def _report(
