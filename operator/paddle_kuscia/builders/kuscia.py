@@ -436,7 +436,9 @@ def bfia_create_request(name: str, spec: KusciaJobSpec) -> dict[str, Any]:
     if not initiator:
         role = next((r for r in ("guest", "host", "arbiter") if spec.initiator in roles[r]), "")
         initiator = {"role": role, "node_id": spec.initiator}
-    job_params = {role: {str(i): {} for i in range(len(ids))} for role, ids in roles.items() if ids}
+    job_params: dict[str, dict[str, dict[str, Any]]] = {
+        role: {str(i): {} for i in range(len(ids))} for role, ids in roles.items() if ids
+    }
     return {
         "job_id": name,
         "flow_id": spec.flow_id or "",

@@ -119,7 +119,8 @@ async def reconcile_kuscia_serving(
             done = await send_serving(conn.client, plan.send)
             logger.info("%s Kuscia serving serving_id=%s namespace=%s name=%s", done, sid, *key)
     except KusciaError as err:
-        return await failed(err)
+        await failed(err)
+        return None
     hub.set_refused(kind, conn, sid, None)
     if plan.send is not None:
         hub.set_applied(conn, sid, plan.applied_hash)

@@ -235,7 +235,7 @@ def deployment_status(
         status["partyDeploymentStatuses"] = dict(sorted(per_domain.items()))
     else:
         # Until Kuscia reports again, the last report stands (Kuscia's own KusciaDeployment keeps it too).
-        observed = ("phase", "reason", "message", "partyDeploymentStatuses")
+        observed: tuple[str, ...] = ("phase", "reason", "message", "partyDeploymentStatuses")
         if isinstance(remote, Missing):
             observed = ()
         status.update({k: v for k, v in previous.items() if k in observed})
@@ -357,6 +357,7 @@ def _keep_time(previous: dict[str, Any], status: dict[str, Any], now: str) -> st
         ]
         return out
 
-    if previous.get("lastReconcileTime") and strip(previous) == strip(status):
-        return previous["lastReconcileTime"]
+    kept = previous.get("lastReconcileTime")
+    if isinstance(kept, str) and kept and strip(previous) == strip(status):
+        return kept
     return now

@@ -311,6 +311,7 @@ class BfiaClient:
 
     async def create_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a BFIA job; returns the answer's ``data`` (e.g. ``{"status": "PENDING"}``)."""
-        return await self._poster.post(
+        data: dict[str, Any] = await self._poster.post(
             BFIA_JOB_CREATE, body, lambda response, after: self._decode(BFIA_JOB_CREATE, response, after)
         )
+        return data

@@ -125,7 +125,7 @@ class _Poster:
 
     def _delay(self, attempt: int) -> float:
         delay = min(self._max_backoff, self._backoff_base * (2 ** (attempt - 1)))
-        return delay + random.uniform(0, delay * 0.1)
+        return float(delay + random.uniform(0, delay * 0.1))
 
     async def post(
         self, route: str, body: Mapping[str, Any], decode: Callable[[httpx.Response, bool], Any]
