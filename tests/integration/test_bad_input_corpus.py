@@ -31,8 +31,8 @@ __all__ = ["kuscia"]
 
 CORPUS = ROOT / "tests" / "fixtures" / "bad-input"
 KINDS = {"PaddleService", "KusciaJob", "KusciaDeployment"}
-# Reasons after which the operator keeps retrying with backoff: Kuscia's refusal can depend on state in
-# Kuscia (a missing AppImage, say) that changes without a change to the object. All others are final.
+# Reasons given an allowance in the backoff check. Kuscia's refusals are no longer re-sent until the object
+# changes, so this is an upper bound; all other reasons are final.
 RETRIED_REASONS = {"KusciaRequestRejected"}
 WINDOW = 8.0  # seconds of observation for the backoff check
 
