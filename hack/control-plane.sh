@@ -205,6 +205,7 @@ rules:
   verbs: [create, update, patch, delete, deletecollection]
 - level: None
 EOF
+  # A /12 of ClusterIPs: Knative makes two Services per Revision, and benchmarks run thousands of them.
   "$BIN_DIR/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$(cat "$RUN_DIR/etcd.port")" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
@@ -212,7 +213,7 @@ EOF
     --client-ca-file="$d/ca.crt" \
     --service-account-issuer="https://127.0.0.1:$port/" --service-account-key-file="$d/sa.pub" \
     --service-account-signing-key-file="$d/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
+    --service-cluster-ip-range=10.96.0.0/12 --authorization-mode=RBAC --allow-privileged=true \
     --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
     --audit-policy-file="$RUN_DIR/audit-policy.yaml" --audit-log-path="$RUN_DIR/logs/audit.log" \
     --audit-log-format=json --audit-log-mode=blocking --audit-log-maxsize=0 \
