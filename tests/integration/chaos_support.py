@@ -438,9 +438,10 @@ def wait_converged(
         lambda: fleet_problems(cp, namespace, fleet, emulator),
         timeout=timeout,
         what="the fleet to converge",
-        # Longer than any backoff (10 s), a Kuscia rollout or a garbage-collector pass: a problem this old
-        # is stuck, and waiting for the full timeout would only burn CI time.
-        stall=60,
+        # Longer than any backoff (10 s), a Kuscia rollout, a garbage-collector pass or Knative deploying a
+        # revision on a loaded 2-core machine: a problem this old is stuck, and waiting for the full timeout
+        # would only burn CI time.
+        stall=90,
     )
 
 

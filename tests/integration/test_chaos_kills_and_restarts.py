@@ -177,7 +177,7 @@ def test_sigkill_at_random_moments_loses_nothing(
         users.act(step, updates=12, deletes=2, recreate=1)  # edits made while the operator is down
         operator = operators.start()
         users.act(step, updates=12, deletes=2)  # and right after it is back
-    took = wait_converged(cp, ns, fleet, emulator, timeout=120)
+    took = wait_converged(cp, ns, fleet, emulator, timeout=300)
     final_checks(cp, ns, fleet, emulator)
     assert operators.tracebacks() == [], "an operator logged a traceback"
     c = users.counts
@@ -205,7 +205,7 @@ def test_apiserver_restarts_during_a_rollout_then_everything_converges(
     cp, ns = control_plane, control_plane.create_namespace("chaos-api")
     operator = incarnations(operator_args(ns, emulator)).start()
     fleet, created = create_fleet(cp, ns, knative=30, kuscia_backed=6)
-    wait_converged(cp, ns, fleet, emulator, timeout=120)
+    wait_converged(cp, ns, fleet, emulator, timeout=300)
     users = Users(cp, ns, fleet, rng)
     users.act(1, updates=30, deletes=3)  # a rollout of most of the fleet
     wait_reconciles(operator, reconciles(operator.metrics()) + 10)
@@ -213,7 +213,7 @@ def test_apiserver_restarts_during_a_rollout_then_everything_converges(
     cp.restart_apiserver()
     outage = time.monotonic() - outage
     users.act(2, updates=10, deletes=2, recreate=1)  # acted on only if the watches resumed
-    took = wait_converged(cp, ns, fleet, emulator, timeout=180)
+    took = wait_converged(cp, ns, fleet, emulator, timeout=300)
     final_checks(cp, ns, fleet, emulator)
     assert operator.proc is not None and operator.proc.poll() is None, "the operator exited"
     assert "Traceback" not in operator.log(), operator.log()[-4000:]

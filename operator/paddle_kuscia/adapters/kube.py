@@ -247,9 +247,11 @@ class KubeClient:
             "PATCH", resource.path(namespace, name), body=ops, content_type="application/json-patch+json"
         )
 
-    async def delete(self, resource: Resource, namespace: str, name: str) -> None:
-        with contextlib.suppress(NotFound):
-            await self.request("DELETE", resource.path(namespace, name))
+    async def delete(self, resource: Resource, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete; an object already gone is fine. With `uid`, only that incarnation (a newer one is kept)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
+        with contextlib.suppress(NotFound, Conflict):
+            await self.request("DELETE", resource.path(namespace, name), body=body)
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's decoded data (never logged)."""

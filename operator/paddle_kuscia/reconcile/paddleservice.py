@@ -45,6 +45,19 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
     )
 
 
+def owned_by_predecessor(obj: dict[str, Any], owner: Owner) -> bool:
+    """Controlled by a PaddleService of this very name but another uid: one that was deleted (names are unique
+    in a namespace, so the live PaddleService of this name is `owner`)."""
+    return any(
+        ref.get("controller")
+        and ref.get("kind") == "PaddleService"
+        and ref.get("apiVersion", "").startswith("elasticserving.paddlepaddle.org/")
+        and ref.get("name") == owner.name
+        and ref.get("uid") != owner.uid
+        for ref in obj["metadata"].get("ownerReferences") or []
+    )
+
+
 async def reconcile_paddleservice(ctx: Context, key: Key) -> float | None:
     body = ctx.paddleservices.get(key)
     if body is None:
@@ -75,6 +88,18 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     generation = meta.get("generation", 1)
     owner = Owner(meta["name"], meta["namespace"], meta["uid"], dict(meta.get("labels") or {}))
     live = ctx.knative_services.get(key)
+    if live is not None and owned_by_predecessor(live, owner):
+        # Deleted and re-created under the same name: the old Knative Service is garbage the collector has
+        # not reached yet (slow after an API server restart). Remove it now, that incarnation only.
+        logger.info(
+            "Deleted the Knative Service of a deleted predecessor namespace=%s name=%s uid=%s",
+            owner.namespace,
+            owner.name,
+            live["metadata"]["uid"],
+        )
+        await ctx.kube.delete(KNATIVE_SERVICES, owner.namespace, owner.name, uid=live["metadata"]["uid"])
+        ctx.knative_services.forget(key)
+        live = None
     if live is not None and not owned_by(live, owner.uid):
         await _fail(
             ctx,
