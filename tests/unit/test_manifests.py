@@ -1,5 +1,5 @@
 """Deployment manifests read as files: samples the models and the generated CRDs accept, RBAC rules that say
-why, the Argo CD Applications. What needs kustomize or shellcheck is in tests/integration/test_manifests.py."""
+why, the Argo CD Applications. What needs kustomize or shellcheck is in tests/integration/test_manifests_rendered.py."""
 
 from __future__ import annotations
 
