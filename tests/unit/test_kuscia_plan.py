@@ -16,6 +16,7 @@ from paddle_kuscia.models.kuscia import KusciaDeployment, KusciaJob
 from paddle_kuscia.models.paddleservice import PaddleService, PaddleServiceSpec
 from paddle_kuscia.status.kuscia import AWAITING, MISSING, UNSEEN, Problem, Remote, Reported
 from paddle_kuscia.status.kuscia_plan import (
+    MirrorInputs,
     Send,
     attempt_key,
     deployment_request,
@@ -220,21 +221,24 @@ def test_a_polling_problem_shows_in_the_status() -> None:
 # ---- KusciaDeployment ---------------------------------------------------------------------------------
 
 
-def kd_plan(remote: Remote = UNSEEN, previous: dict[str, Any] | None = None, **inputs: Any) -> Any:
-    spec = inputs.pop("spec", KusciaDeployment.model_validate(load("kusciadeployment-serving.yaml")).spec)
-    args = {
-        "name": "kd",
-        "spec": spec,
+def mirror_inputs(name: str, **changes: Any) -> MirrorInputs:
+    inputs = {
+        "name": name,
         "generation": 1,
         "annotations": {},
-        "previous": previous,
-        "remote": remote,
+        "previous": None,
+        "remote": UNSEEN,
         "connection_url": "https://kuscia:8082",
         "refused": None,
         "problem": None,
         "now": NOW,
     }
-    plan = plan_deployment(**{**args, **inputs})
+    return MirrorInputs(**{**inputs, **changes})
+
+
+def kd_plan(remote: Remote = UNSEEN, previous: dict[str, Any] | None = None, **inputs: Any) -> Any:
+    spec = inputs.pop("spec", KusciaDeployment.model_validate(load("kusciadeployment-serving.yaml")).spec)
+    plan = plan_deployment(spec, mirror_inputs("kd", remote=remote, previous=previous, **inputs))
     return dataclasses.replace(plan, status=plan.status.wire()) if plan.status is not None else plan
 
 
@@ -259,21 +263,11 @@ def test_deployment_refusal_is_kept_until_the_object_changes() -> None:
 # ---- KusciaJob ------------------------------------------------------------------------------------------
 
 
-def job_plan(doc: dict[str, Any] | None = None, remote: Remote = UNSEEN, **inputs: Any) -> Any:
-    args = {
-        "name": "job",
-        "spec": KusciaJob.model_validate(doc or load("kusciajob-psi.yaml")).spec,
-        "bfia": False,
-        "generation": 1,
-        "annotations": {},
-        "previous": None,
-        "remote": remote,
-        "connection_url": "https://kuscia:8082",
-        "refused": None,
-        "problem": None,
-        "now": NOW,
-    }
-    plan = plan_job(**{**args, **inputs})
+def job_plan(
+    doc: dict[str, Any] | None = None, remote: Remote = UNSEEN, bfia: bool = False, **inputs: Any
+) -> Any:
+    spec = KusciaJob.model_validate(doc or load("kusciajob-psi.yaml")).spec
+    plan = plan_job(spec, mirror_inputs("job", remote=remote, **inputs), bfia=bfia)
     return dataclasses.replace(plan, status=plan.status.wire()) if plan.status is not None else plan
 
 

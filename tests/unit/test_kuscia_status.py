@@ -11,6 +11,7 @@ from paddle_kuscia.status.kuscia import (
     AWAITING,
     MISSING,
     UNSEEN,
+    MirrorReport,
     Problem,
     Remote,
     Reported,
@@ -226,16 +227,9 @@ def kd_status(
     changed: bool = False,
     now: str = T0,
 ) -> dict[str, Any]:
-    return deployment_status(
-        name="sf",
-        generation=1,
-        previous=previous,
-        remote=as_remote(detail),
-        problem=problem,
-        mirror={"remoteId": "sf", "specHash": "abc"},
-        spec_changed_after_submit=changed,
-        now=now,
-    ).wire()
+    mirror = {"remoteId": "sf", "specHash": "abc"}
+    report = MirrorReport(1, previous, as_remote(detail), problem, mirror, now, changed)
+    return deployment_status("sf", report).wire()
 
 
 def test_deployment_status_has_kuscias_own_shape() -> None:
@@ -305,15 +299,9 @@ def kj_status(
     now: str = T0,
     generation: int = 1,
 ) -> dict[str, Any]:
-    return job_status(
-        generation=generation,
-        previous=previous,
-        remote=as_remote(detail),
-        problem=problem,
-        mirror={"remoteId": "j", "specHash": "abc"},
-        spec_changed_after_submit=changed,
-        now=now,
-    ).wire()
+    mirror = {"remoteId": "j", "specHash": "abc"}
+    report = MirrorReport(generation, previous, as_remote(detail), problem, mirror, now, changed)
+    return job_status(report).wire()
 
 
 def test_running_job_has_phase_and_task_status() -> None:

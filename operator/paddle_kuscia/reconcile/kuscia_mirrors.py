@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, NoReturn
 
 from pydantic import ValidationError
@@ -22,10 +23,10 @@ from ..models.base import KUSCIA_ID
 from ..models.kuscia import Kind, KusciaDeployment, KusciaDeploymentStatus, KusciaJob, KusciaJobStatus
 from ..runtime.cache import Key, ObjectCache
 from ..runtime.context import Context, now_rfc3339
-from ..runtime.kuscia_hub import NoKusciaConnection, describe, is_refusal, refusal, send_serving
+from ..runtime.kuscia_hub import Connection, NoKusciaConnection, describe, is_refusal, refusal, send_serving
 from ..runtime.queue import RetryLater
 from ..status.kuscia import JOB_TERMINAL, UNSEEN, Problem
-from ..status.kuscia_plan import plan_deployment, plan_job
+from ..status.kuscia_plan import MirrorInputs, plan_deployment, plan_job
 from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
@@ -127,29 +128,32 @@ async def _still_refused(
     await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
 
 
-async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
-    cache, resource = ctx.kuscia_deployments, KUSCIA_DEPLOYMENTS
-    found = await _prelude(ctx, Kind.DEPLOYMENT, resource, cache, key, KusciaDeployment)
-    if found is None:
-        return None
-    body, kd, conn = found
+async def _let_go(
+    ctx: Context,
+    kind: Kind,
+    resource: Resource,
+    cache: ObjectCache,
+    key: Key,
+    body: dict[str, Any],
+    delete_remote: Callable[[], Awaitable[None]],
+    done: str,
+) -> None:
+    """The object is being deleted: delete what it runs on Kuscia (retried until it succeeds), then let go."""
+    try:
+        await delete_remote()
+    except KusciaError as err:
+        await _report(ctx, resource, cache, body, err)
+    logger.info(done, *key)
+    ctx.kuscia.untrack(kind, key)
+    await remove_finalizer(ctx, resource, cache, body, FINALIZER)
+
+
+def _inputs(ctx: Context, kind: Kind, conn: Connection, body: dict[str, Any]) -> MirrorInputs:
+    """What the plan reads besides the spec: the object, its status, and what Kuscia and this process know."""
     meta = body["metadata"]
     name = meta["name"]
-    if meta.get("deletionTimestamp"):
-        try:
-            await conn.client.delete_serving(name, missing_ok=True)
-        except KusciaError as err:
-            await _report(ctx, resource, cache, body, err)
-        logger.info("Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s", *key)
-        ctx.kuscia.untrack(Kind.DEPLOYMENT, key)
-        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
-        return None
-    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
-    kind = Kind.DEPLOYMENT
-    ctx.kuscia.track(kind, conn, name, key)
-    plan = plan_deployment(
+    return MirrorInputs(
         name=name,
-        spec=kd.spec,
         generation=meta.get("generation", 1),
         annotations=meta.get("annotations"),
         previous=body.get("status"),
@@ -159,16 +163,37 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
         problem=conn.problem_for(kind),
         now=now_rfc3339(),
     )
+
+
+async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
+    kind, cache, resource = Kind.DEPLOYMENT, ctx.kuscia_deployments, KUSCIA_DEPLOYMENTS
+    found = await _prelude(ctx, kind, resource, cache, key, KusciaDeployment)
+    if found is None:
+        return None
+    body, kd, conn = found
+    meta = body["metadata"]
+    name = meta["name"]
+    if meta.get("deletionTimestamp"):
+
+        async def delete() -> None:
+            await conn.client.delete_serving(name, missing_ok=True)
+
+        done = "Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s"
+        await _let_go(ctx, kind, resource, cache, key, body, delete, done)
+        return None
+    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
+    ctx.kuscia.track(kind, conn, name, key)
+    plan = plan_deployment(kd.spec, _inputs(ctx, kind, conn, body))
     if plan.still_refused is not None:
         await _still_refused(ctx, resource, cache, body, plan.still_refused)
         return None
     if plan.send is not None:
         try:
-            done = await send_serving(conn.client, plan.send)
+            sent = await send_serving(conn.client, plan.send)
         except KusciaError as err:
             await _report_send(ctx, resource, cache, body, err, (kind, conn, name, plan.attempt))
             return None
-        logger.info("%s Kuscia serving for KusciaDeployment namespace=%s name=%s", done, *key)
+        logger.info("%s Kuscia serving for KusciaDeployment namespace=%s name=%s", sent, *key)
         ctx.kuscia.forget_remote(kind, conn, name)
     ctx.kuscia.set_refused(kind, conn, name, None)
     assert plan.status is not None
@@ -177,44 +202,30 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
 
 
 async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
-    cache, resource = ctx.kuscia_jobs, KUSCIA_JOBS
-    found = await _prelude(ctx, Kind.JOB, resource, cache, key, KusciaJob)
+    kind, cache, resource = Kind.JOB, ctx.kuscia_jobs, KUSCIA_JOBS
+    found = await _prelude(ctx, kind, resource, cache, key, KusciaJob)
     if found is None:
         return None
     body, kj, conn = found
     meta = body["metadata"]
     name = meta["name"]
-    status_now = body.get("status") or {}
-    mirror = dict(status_now.get("mirror") or {})
     if meta.get("deletionTimestamp"):
-        try:
-            if mirror.get("specHash") and status_now.get("phase") not in JOB_TERMINAL:
+        status_now = body.get("status") or {}
+        submitted = (status_now.get("mirror") or {}).get("specHash")
+
+        async def delete() -> None:
+            if submitted and status_now.get("phase") not in JOB_TERMINAL:
                 with contextlib.suppress(KusciaNotFound):
                     await conn.client.stop_job(name, reason="KusciaJob deleted in Kubernetes")
             await conn.client.delete_job(name, missing_ok=True)
-        except KusciaError as err:
-            await _report(ctx, resource, cache, body, err)
-        logger.info("Stopped and deleted Kuscia job namespace=%s name=%s", *key)
-        ctx.kuscia.untrack(Kind.JOB, key)
-        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
+
+        done = "Stopped and deleted Kuscia job namespace=%s name=%s"
+        await _let_go(ctx, kind, resource, cache, key, body, delete, done)
         return None
 
     body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
-    kind = Kind.JOB
     bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
-    plan = plan_job(
-        name=name,
-        spec=kj.spec,
-        bfia=bfia,
-        generation=meta.get("generation", 1),
-        annotations=meta.get("annotations"),
-        previous=body.get("status"),
-        remote=ctx.kuscia.remote(kind, conn, name) or UNSEEN,
-        connection_url=conn.url,
-        refused=ctx.kuscia.refused(kind, conn, name),
-        problem=conn.problem_for(kind),
-        now=now_rfc3339(),
-    )
+    plan = plan_job(kj.spec, _inputs(ctx, kind, conn, body), bfia=bfia)
     if plan.invalid is not None:
         # Refused before anything is sent; a spec change brings the job back here.
         await _fail(ctx, resource, cache, body, "InvalidSpec", plan.invalid)

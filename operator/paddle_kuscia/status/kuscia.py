@@ -8,7 +8,7 @@ already says still stands) or `Awaiting` (we have just sent something; nothing r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..models.kuscia import KusciaDeploymentStatus, KusciaJobStatus
 from ..models.paddleservice import PaddleServiceStatus
@@ -195,19 +195,24 @@ def paddleservice_kuscia_status(
     return PaddleServiceStatus.model_validate(status)
 
 
-def deployment_status(
-    *,
-    name: str,
-    generation: int,
-    previous: dict[str, Any] | None,
-    remote: Remote,
-    problem: Problem | None,
-    mirror: dict[str, Any],
-    spec_changed_after_submit: bool,
-    now: str,
-) -> KusciaDeploymentStatus:
+@dataclass(frozen=True)
+class MirrorReport:
+    """What a KusciaDeployment's or KusciaJob's status is made from: the object's generation and previous
+    status, what Kuscia last reported (or why it could not be asked), the operator's `mirror` block, and
+    whether the spec moved after it was sent."""
+
+    generation: int
+    previous: dict[str, Any] | None
+    remote: Remote
+    problem: Problem | None
+    mirror: dict[str, Any]
+    now: str
+    spec_changed_after_submit: bool = False
+
+
+def deployment_status(name: str, report: MirrorReport) -> KusciaDeploymentStatus:
     """KusciaDeployment status in Kuscia's own shape, plus `Ready` and `mirror`."""
-    previous = previous or {}
+    previous, remote = report.previous or {}, report.remote
     status: dict[str, Any] = {}
     if isinstance(remote, Reported):
         detail = remote.detail
@@ -241,36 +246,14 @@ def deployment_status(
         status.update({k: v for k, v in previous.items() if k in observed})
         status["totalParties"] = previous.get("totalParties", 0)
         status["availableParties"] = previous.get("availableParties", 0)
-    serving = serving_condition("Ready", remote, problem, previous)
-    conditions = [serving]
-    if spec_changed_after_submit:
-        conditions.append(
-            Cond("SpecSynced", "False", "UpdatePending", "The spec changed; updating the Kuscia serving.")
-        )
-    status["conditions"] = merge_conditions(
-        [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"],
-        conditions,
-        generation=generation,
-        now=now,
-    )
-    status["observedGeneration"] = generation
-    status["mirror"] = mirror
-    status["lastReconcileTime"] = _keep_time(previous, status, now)
-    return KusciaDeploymentStatus.model_validate(status)
+    ready = serving_condition("Ready", remote, report.problem, previous)
+    synced = Cond("SpecSynced", "False", "UpdatePending", "The spec changed; updating the Kuscia serving.")
+    return _mirror_status(KusciaDeploymentStatus, report, status, ready, synced)
 
 
-def job_status(
-    *,
-    generation: int,
-    previous: dict[str, Any] | None,
-    remote: Remote,
-    problem: Problem | None,
-    mirror: dict[str, Any],
-    spec_changed_after_submit: bool,
-    now: str,
-) -> KusciaJobStatus:
+def job_status(report: MirrorReport) -> KusciaJobStatus:
     """KusciaJob status in Kuscia's own shape (phase, taskStatus, times), plus `Ready`/`Succeeded` and `mirror`."""
-    previous = previous or {}
+    previous, remote, problem = report.previous or {}, report.remote, report.problem
     status: dict[str, Any] = {}
     state = ""
     detail: dict[str, Any] = remote.detail if isinstance(remote, Reported) else {}
@@ -324,27 +307,36 @@ def job_status(
         )
     else:
         ready = Cond("Ready", "Unknown", state or "Pending", f"The job is {state or 'Pending'}.")
-    conditions = [ready]
-    if spec_changed_after_submit:
-        conditions.append(
-            Cond(
-                "SpecSynced",
-                "False",
-                "ImmutableAfterSubmit",
-                "The spec changed after the job was submitted; Kuscia jobs cannot be changed. "
-                "Delete and re-create the KusciaJob to run the new spec.",
-            )
-        )
+    synced = Cond(
+        "SpecSynced",
+        "False",
+        "ImmutableAfterSubmit",
+        "The spec changed after the job was submitted; Kuscia jobs cannot be changed. "
+        "Delete and re-create the KusciaJob to run the new spec.",
+    )
+    return _mirror_status(KusciaJobStatus, report, status, ready, synced)
+
+
+_Status = TypeVar("_Status", KusciaDeploymentStatus, KusciaJobStatus)
+
+
+def _mirror_status(
+    model: type[_Status], report: MirrorReport, status: dict[str, Any], ready: Cond, synced: Cond
+) -> _Status:
+    """What both mirrors add to Kuscia's own shape: `Ready` (and `synced` while the spec moved after it was
+    sent), `observedGeneration`, the `mirror` block and `lastReconcileTime`."""
+    previous = report.previous or {}
+    conditions = [ready, synced] if report.spec_changed_after_submit else [ready]
     status["conditions"] = merge_conditions(
         [c for c in previous.get("conditions") or [] if c.get("type") != "SpecSynced"],
         conditions,
-        generation=generation,
-        now=now,
+        generation=report.generation,
+        now=report.now,
     )
-    status["observedGeneration"] = generation
-    status["mirror"] = mirror
-    status["lastReconcileTime"] = _keep_time(previous, status, now)
-    return KusciaJobStatus.model_validate(status)
+    status["observedGeneration"] = report.generation
+    status["mirror"] = report.mirror
+    status["lastReconcileTime"] = _keep_time(previous, status, report.now)
+    return model.model_validate(status)
 
 
 def _keep_time(previous: dict[str, Any], status: dict[str, Any], now: str) -> str:

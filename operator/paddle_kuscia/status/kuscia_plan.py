@@ -35,6 +35,7 @@ from ..models.paddleservice import PaddleServiceSpec, PaddleServiceStatus
 from .kuscia import (
     AWAITING,
     JOB_TERMINAL,
+    MirrorReport,
     Missing,
     Problem,
     Remote,
@@ -218,6 +219,46 @@ def plan_serving(
     )
 
 
+# ---- Mirrors: KusciaDeployment and KusciaJob -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MirrorInputs:
+    """What a mirror's plan reads besides its spec: the object's name, generation and annotations, its
+    previous status, what Kuscia last reported, the attempt it last refused, what is wrong with polling
+    it right now, and `now`."""
+
+    name: str
+    generation: int
+    annotations: Mapping[str, str] | None
+    previous: dict[str, Any] | None
+    remote: Remote
+    connection_url: str
+    refused: Refused | None
+    problem: Problem | None
+    now: str
+
+    def attempt(self, wanted: str) -> str:
+        return attempt_key(wanted, self.generation, self.annotations)
+
+    def submitted(self, wanted: str) -> dict[str, Any]:
+        """The status's `mirror` block once the request with digest `wanted` is sent."""
+        return {
+            "remoteId": self.name,
+            "specHash": wanted,
+            "submittedGeneration": self.generation,
+            "connection": self.connection_url,
+        }
+
+    def report(
+        self, remote: Remote, problem: Problem | None, mirror: dict[str, Any], *, spec_changed: bool = False
+    ) -> MirrorReport:
+        """What the status is made from, once the plan has decided what Kuscia is sent."""
+        return MirrorReport(
+            self.generation, self.previous or {}, remote, problem, mirror, self.now, spec_changed
+        )
+
+
 # ---- KusciaDeployment ---------------------------------------------------------------------------------
 
 
@@ -236,45 +277,20 @@ def deployment_request(name: str, spec: KusciaDeploymentSpec) -> tuple[dict[str,
     return request, digest(request)
 
 
-def plan_deployment(
-    *,
-    name: str,
-    spec: KusciaDeploymentSpec,
-    generation: int,
-    annotations: Mapping[str, str] | None,
-    previous: dict[str, Any] | None,
-    remote: Remote,
-    connection_url: str,
-    refused: Refused | None,
-    problem: Problem | None,
-    now: str,
-) -> DeploymentPlan:
+def plan_deployment(spec: KusciaDeploymentSpec, seen: MirrorInputs) -> DeploymentPlan:
     """A KusciaDeployment is a serving: created, updated when its spec moves, re-created if it vanished."""
-    previous = previous or {}
-    request, wanted = deployment_request(name, spec)
-    attempt = attempt_key(wanted, generation, annotations)
+    previous = seen.previous or {}
+    request, wanted = deployment_request(seen.name, spec)
+    attempt = seen.attempt(wanted)
     mirror = dict(previous.get("mirror") or {})
-    known_refusal = _still_refused(refused, attempt)
+    known_refusal = _still_refused(seen.refused, attempt)
     if known_refusal is not None:
-        return DeploymentPlan(None, None, attempt, still_refused=problem or known_refusal)
-    mode = _send_mode(mirror.get("specHash"), wanted, remote)
+        return DeploymentPlan(None, None, attempt, still_refused=seen.problem or known_refusal)
+    mode = _send_mode(mirror.get("specHash"), wanted, seen.remote)
     if mode:
-        mirror = {
-            "remoteId": name,
-            "specHash": wanted,
-            "submittedGeneration": generation,
-            "connection": connection_url,
-        }
-    status = deployment_status(
-        name=name,
-        generation=generation,
-        previous=previous,
-        remote=AWAITING if mode else remote,
-        problem=problem,
-        mirror=mirror,
-        spec_changed_after_submit=False,
-        now=now,
-    )
+        mirror = seen.submitted(wanted)
+    remote = AWAITING if mode else seen.remote
+    status = deployment_status(seen.name, seen.report(remote, seen.problem, mirror))
     return DeploymentPlan(ServingSend(mode, request) if mode else None, status, attempt)
 
 
@@ -301,61 +317,38 @@ def job_request(name: str, spec: KusciaJobSpec, *, bfia: bool) -> tuple[dict[str
     return request, digest(request)
 
 
-def plan_job(
-    *,
-    name: str,
-    spec: KusciaJobSpec,
-    bfia: bool,
-    generation: int,
-    annotations: Mapping[str, str] | None,
-    previous: dict[str, Any] | None,
-    remote: Remote,
-    connection_url: str,
-    refused: Refused | None,
-    problem: Problem | None,
-    now: str,
-) -> JobPlan:
+def plan_job(spec: KusciaJobSpec, seen: MirrorInputs, *, bfia: bool) -> JobPlan:
     """Jobs are immutable in Kuscia: submitted once, then only observed (a later spec change is reported
     with `SpecSynced=False`). A job Kuscia would fail is refused before it is sent."""
-    previous = previous or {}
+    previous = seen.previous or {}
     try:
-        request, wanted = job_request(name, spec, bfia=bfia)
+        request, wanted = job_request(seen.name, spec, bfia=bfia)
     except InvalidKusciaJob as err:
         return JobPlan(invalid=str(err))
-    attempt = attempt_key(wanted, generation, annotations)
+    attempt = seen.attempt(wanted)
     mirror = dict(previous.get("mirror") or {})
+    remote = seen.remote
     submit = None
     poll = True
     if not mirror.get("specHash"):
-        known_refusal = _still_refused(refused, attempt)
+        known_refusal = _still_refused(seen.refused, attempt)
         if known_refusal is not None:
             return JobPlan(still_refused=known_refusal, attempt=attempt)
         submit = request
-        mirror = {
-            "remoteId": name,
-            "specHash": wanted,
-            "submittedGeneration": generation,
-            "connection": connection_url,
-        }
+        mirror = seen.submitted(wanted)
         remote = AWAITING
     elif isinstance(remote, Unseen) and previous.get("phase") in JOB_TERMINAL:
         # Finished before this operator started: Kuscia has nothing new to say, so it is not polled.
         poll = False
-    status = job_status(
-        generation=generation,
-        previous=previous,
-        remote=remote,
-        problem=problem if poll else None,
-        mirror=mirror,
-        spec_changed_after_submit=mirror.get("specHash") != wanted,
-        now=now,
-    )
+    changed = mirror.get("specHash") != wanted
+    status = job_status(seen.report(remote, seen.problem if poll else None, mirror, spec_changed=changed))
     return JobPlan(submit=submit, bfia=bfia, status=status, poll=poll, attempt=attempt)
 
 
 __all__ = [
     "DeploymentPlan",
     "JobPlan",
+    "MirrorInputs",
     "Refusal",
     "Refused",
     "Send",
