@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from pydantic import ValidationError
@@ -43,10 +44,23 @@ def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Mirror:
+    """What differs between the two mirrored kinds before their plans: the model, and how the remote object is deleted."""
+
+    kind: Kind
+    resource: Resource
+    model: type[KusciaDeployment] | type[KusciaJob]
+    delete: Callable[[Connection, dict[str, Any]], Awaitable[None]]
+    deleted: str  # logged once the remote object is deleted, with namespace and name
+
+
 async def _prelude(
-    ctx: Context, kind: Kind, resource: Resource, cache: ObjectCache, key: Key, model: Any
-) -> tuple[dict[str, Any], Any, Any] | None:
-    """Common steps: mirror opt-out, validation, connection. Returns (body, parsed, connection) or None."""
+    ctx: Context, mirror: _Mirror, cache: ObjectCache, key: Key
+) -> tuple[dict[str, Any], Any, Connection] | None:
+    """Common steps: mirror opt-out, validation, connection, deletion, finalizer. Returns (body, parsed,
+    connection) for the plan, or None when nothing is left to do."""
+    kind, resource = mirror.kind, mirror.resource
     body = cache.get(key)
     if body is None:
         return None
@@ -67,7 +81,7 @@ async def _prelude(
         )
         return None
     try:
-        parsed = model.model_validate(body)
+        parsed = mirror.model.model_validate(body)
     except ValidationError as err:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
         await _fail(ctx, resource, cache, body, "InvalidSpec", f"The spec is invalid: {where}")
@@ -78,6 +92,17 @@ async def _prelude(
     except NoKusciaConnection as err:
         await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
         raise RetryLater(str(err)) from None
+    if meta.get("deletionTimestamp"):
+        # Whatever the error, the deletion must finish: it is retried with the key's backoff.
+        try:
+            await mirror.delete(conn, body)
+        except KusciaError as err:
+            await _report(ctx, resource, cache, body, err)
+        logger.info(mirror.deleted, *key)
+        ctx.kuscia.untrack(kind, key)
+        await remove_finalizer(ctx, resource, cache, body, FINALIZER)
+        return None
+    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
     return body, parsed, conn
 
 
@@ -128,26 +153,6 @@ async def _still_refused(
     await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
 
 
-async def _let_go(
-    ctx: Context,
-    kind: Kind,
-    resource: Resource,
-    cache: ObjectCache,
-    key: Key,
-    body: dict[str, Any],
-    delete_remote: Callable[[], Awaitable[None]],
-    done: str,
-) -> None:
-    """The object is being deleted: delete what it runs on Kuscia (retried until it succeeds), then let go."""
-    try:
-        await delete_remote()
-    except KusciaError as err:
-        await _report(ctx, resource, cache, body, err)
-    logger.info(done, *key)
-    ctx.kuscia.untrack(kind, key)
-    await remove_finalizer(ctx, resource, cache, body, FINALIZER)
-
-
 def _inputs(ctx: Context, kind: Kind, conn: Connection, body: dict[str, Any]) -> MirrorInputs:
     """What the plan reads besides the spec: the object, its status, and what Kuscia and this process know."""
     meta = body["metadata"]
@@ -165,23 +170,41 @@ def _inputs(ctx: Context, kind: Kind, conn: Connection, body: dict[str, Any]) ->
     )
 
 
+async def _delete_serving(conn: Connection, body: dict[str, Any]) -> None:
+    await conn.client.delete_serving(body["metadata"]["name"], missing_ok=True)
+
+
+async def _stop_and_delete_job(conn: Connection, body: dict[str, Any]) -> None:
+    name, status = body["metadata"]["name"], body.get("status") or {}
+    if (status.get("mirror") or {}).get("specHash") and status.get("phase") not in JOB_TERMINAL:
+        with contextlib.suppress(KusciaNotFound):
+            await conn.client.stop_job(name, reason="KusciaJob deleted in Kubernetes")
+    await conn.client.delete_job(name, missing_ok=True)
+
+
+_DEPLOYMENT = _Mirror(
+    Kind.DEPLOYMENT,
+    KUSCIA_DEPLOYMENTS,
+    KusciaDeployment,
+    _delete_serving,
+    "Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s",
+)
+_JOB = _Mirror(
+    Kind.JOB,
+    KUSCIA_JOBS,
+    KusciaJob,
+    _stop_and_delete_job,
+    "Stopped and deleted Kuscia job namespace=%s name=%s",
+)
+
+
 async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
-    kind, cache, resource = Kind.DEPLOYMENT, ctx.kuscia_deployments, KUSCIA_DEPLOYMENTS
-    found = await _prelude(ctx, kind, resource, cache, key, KusciaDeployment)
+    kind, cache, resource = _DEPLOYMENT.kind, ctx.kuscia_deployments, _DEPLOYMENT.resource
+    found = await _prelude(ctx, _DEPLOYMENT, cache, key)
     if found is None:
         return None
     body, kd, conn = found
-    meta = body["metadata"]
-    name = meta["name"]
-    if meta.get("deletionTimestamp"):
-
-        async def delete() -> None:
-            await conn.client.delete_serving(name, missing_ok=True)
-
-        done = "Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s"
-        await _let_go(ctx, kind, resource, cache, key, body, delete, done)
-        return None
-    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
+    name = body["metadata"]["name"]
     ctx.kuscia.track(kind, conn, name, key)
     plan = plan_deployment(kd.spec, _inputs(ctx, kind, conn, body))
     if plan.still_refused is not None:
@@ -202,28 +225,13 @@ async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
 
 
 async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
-    kind, cache, resource = Kind.JOB, ctx.kuscia_jobs, KUSCIA_JOBS
-    found = await _prelude(ctx, kind, resource, cache, key, KusciaJob)
+    kind, cache, resource = _JOB.kind, ctx.kuscia_jobs, _JOB.resource
+    found = await _prelude(ctx, _JOB, cache, key)
     if found is None:
         return None
     body, kj, conn = found
     meta = body["metadata"]
     name = meta["name"]
-    if meta.get("deletionTimestamp"):
-        status_now = body.get("status") or {}
-        submitted = (status_now.get("mirror") or {}).get("specHash")
-
-        async def delete() -> None:
-            if submitted and status_now.get("phase") not in JOB_TERMINAL:
-                with contextlib.suppress(KusciaNotFound):
-                    await conn.client.stop_job(name, reason="KusciaJob deleted in Kubernetes")
-            await conn.client.delete_job(name, missing_ok=True)
-
-        done = "Stopped and deleted Kuscia job namespace=%s name=%s"
-        await _let_go(ctx, kind, resource, cache, key, body, delete, done)
-        return None
-
-    body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
     bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
     plan = plan_job(kj.spec, _inputs(ctx, kind, conn, body), bfia=bfia)
     if plan.invalid is not None:
