@@ -126,16 +126,23 @@ def _status_finding(obj: dict[str, Any], ref: str) -> Finding | None:
     return None
 
 
-def _ready_finding(obj: dict[str, Any], ref: str, **values: str) -> Finding | None:
-    ready = condition(obj, "Ready")
-    if ready is None or ready.get("status") == "True":
+def _condition_finding(obj: dict[str, Any], ref: str, ctype: str, **values: str) -> Finding | None:
+    """The condition `ctype` when it is not True, with the advice for its reason."""
+    cond = condition(obj, ctype)
+    if cond is None or cond.get("status") == "True":
         return None
     return Finding(
         ref,
-        FAILED if ready.get("status") == "False" else PROGRESSING,
-        f"Ready={ready.get('status')}: {_why(ready)}",
-        A.advice_for(ready.get("reason"), **values),
+        FAILED if cond.get("status") == "False" else PROGRESSING,
+        f"{ctype}={cond.get('status')}: {_why(cond)}",
+        A.advice_for(cond.get("reason"), **values),
     )
+
+
+def _root(obj: dict[str, Any], kind: str) -> Node:
+    """The object itself, as its Ready condition says."""
+    ready = condition(obj, "Ready")
+    return Node(kind, _meta(obj).get("name", ""), _state_of(ready), _why(ready) or "", {})
 
 
 # ---- PaddleService -------------------------------------------------------------------------------------
@@ -249,7 +256,7 @@ def describe_paddleservice(
     meta, status, spec = _meta(ps), _status(ps), ps.get("spec") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     backend = spec.get("backend") or "knative"
-    ready = condition(ps, "Ready")
+    root = _root(ps, "PaddleService")
     fields: dict[str, Any] = {
         "backend": backend,
         "url": status.get("url"),
@@ -258,7 +265,6 @@ def describe_paddleservice(
     }
     if backend == "kuscia":
         fields["kuscia"] = {k: v for k, v in (status.get("kuscia") or {}).items() if k != "parties"}
-        root = Node("PaddleService", name, _state_of(ready), _why(ready) or "", {})
         root.children = [_kuscia_serving_node(status.get("kuscia") or {})]
         finding = _status_finding(ps, root.ref) or _operator_finding(ps, root.ref) or _kuscia_finding(root)
     else:
@@ -268,14 +274,13 @@ def describe_paddleservice(
         fields["canary"] = (status.get("canary") or {}).get("name")
         fields["replicas"] = status.get("replicas")
         wanted = wanted_revisions(ps)
-        root = Node("PaddleService", name, _state_of(ready), _why(ready) or "", {})
         ksvc_node, rev_nodes = _knative_tree(ps, knative_service, revisions or [], route, wanted)
         root.children = [ksvc_node]
         finding = (
             _status_finding(ps, root.ref)
             or _operator_finding(ps, root.ref)
             or _knative_finding(ps, ksvc_node, rev_nodes, wanted)
-            or _ready_finding(ps, root.ref, namespace=namespace)
+            or _condition_finding(ps, root.ref, "Ready", namespace=namespace)
         )
     return Description(
         "PaddleService",
@@ -292,7 +297,7 @@ def _operator_finding(ps: dict[str, Any], ref: str) -> Finding | None:
     ready = condition(ps, "Ready")
     if ready is None or ready.get("status") == "True" or ready.get("reason") not in OPERATOR_REASONS:
         return None
-    return _ready_finding(ps, ref)
+    return _condition_finding(ps, ref, "Ready")
 
 
 def _knative_tree(
@@ -482,18 +487,41 @@ def _kuscia_finding(root: Node) -> Finding | None:
     return None
 
 
-def _mirror_fields(status: dict[str, Any]) -> dict[str, Any]:
+def _mirror_finding(obj: dict[str, Any], ref: str) -> Finding | None:
+    """What keeps a KusciaDeployment or KusciaJob from being mirrored at all, or at its current spec."""
+    return _not_mirrored(obj, ref) or _status_finding(obj, ref) or _condition_finding(obj, ref, "SpecSynced")
+
+
+def _mirror_description(
+    obj: dict[str, Any], phase: str | None, root: Node, finding: Finding | None
+) -> Description:
+    """A KusciaDeployment or KusciaJob: its phase, the operator's `mirror` block and its generations."""
+    meta, status = _meta(obj), _status(obj)
     mirror = status.get("mirror") or {}
-    return {
-        k: mirror[k] for k in ("remoteId", "connection", "submittedGeneration") if mirror.get(k) is not None
+    fields = {
+        "phase": phase,
+        **{
+            k: mirror[k]
+            for k in ("remoteId", "connection", "submittedGeneration")
+            if mirror.get(k) is not None
+        },
+        "generation": meta.get("generation"),
+        "observedGeneration": status.get("observedGeneration"),
     }
+    return Description(
+        root.kind,
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        {k: v for k, v in fields.items() if v is not None},
+        _conditions(obj),
+        root,
+        finding,
+    )
 
 
 def describe_kuscia_deployment(kd: dict[str, Any]) -> Description:
-    meta, status = _meta(kd), _status(kd)
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    ready = condition(kd, "Ready")
-    root = Node("KusciaDeployment", name, _state_of(ready), _why(ready) or "", {})
+    status = _status(kd)
+    root = _root(kd, "KusciaDeployment")
     parties: list[dict[str, Any]] = []
     for domain, by_name in sorted((status.get("partyDeploymentStatuses") or {}).items()):
         for p in (by_name or {}).values():
@@ -507,7 +535,7 @@ def describe_kuscia_deployment(kd: dict[str, Any]) -> Description:
                 }
             )
     block = {
-        "servingId": (status.get("mirror") or {}).get("remoteId") or name,
+        "servingId": (status.get("mirror") or {}).get("remoteId") or root.name,
         "state": status.get("phase") or "",
         "reason": status.get("reason"),
         "message": status.get("message"),
@@ -516,33 +544,21 @@ def describe_kuscia_deployment(kd: dict[str, Any]) -> Description:
         "parties": parties,
     }
     root.children = [_kuscia_serving_node(block)]
-    finding = _not_mirrored(kd, root.ref) or _status_finding(kd, root.ref) or _spec_synced(kd, root.ref)
+    finding = _mirror_finding(kd, root.ref)
     finding = finding or _operator_finding(kd, root.ref) or _kuscia_finding(root)
-    fields = {"phase": status.get("phase"), **_mirror_fields(status)}
-    fields.update(generation=meta.get("generation"), observedGeneration=status.get("observedGeneration"))
-    return Description(
-        "KusciaDeployment",
-        namespace,
-        name,
-        {k: v for k, v in fields.items() if v is not None},
-        _conditions(kd),
-        root,
-        finding,
-    )
+    return _mirror_description(kd, status.get("phase"), root, finding)
 
 
 def describe_kuscia_job(kj: dict[str, Any]) -> Description:
-    meta, status = _meta(kj), _status(kj)
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    ready = condition(kj, "Ready")
-    root = Node("KusciaJob", name, _state_of(ready), _why(ready) or "", {})
+    status = _status(kj)
+    root = _root(kj, "KusciaJob")
     phase = status.get("phase") or ""
     job_state = {"Succeeded": OK, "Failed": FAILED, "Cancelled": FAILED, "ApprovalReject": FAILED}.get(
         phase, PROGRESSING
     )
     job = Node(
         "KusciaJobRun",
-        (status.get("mirror") or {}).get("remoteId") or name,
+        (status.get("mirror") or {}).get("remoteId") or root.name,
         job_state,
         (phase or "not reported yet") + (f": {status['message']}" if status.get("message") else ""),
         {k: status[k] for k in ("startTime", "completionTime") if status.get(k)},
@@ -551,7 +567,7 @@ def describe_kuscia_job(kj: dict[str, Any]) -> Description:
         tstate = {"Succeeded": OK, "Failed": FAILED}.get(state, PROGRESSING)
         job.children.append(Node("Task", task, tstate, state, {}))
     root.children = [job]
-    finding = _not_mirrored(kj, root.ref) or _status_finding(kj, root.ref) or _spec_synced(kj, root.ref)
+    finding = _mirror_finding(kj, root.ref)
     if finding is None:
         failed_task = next((t for t in job.children if t.state == FAILED), None)
         if failed_task is not None:
@@ -562,24 +578,14 @@ def describe_kuscia_job(kj: dict[str, Any]) -> Description:
                 + (f": {status['message']}" if status.get("message") else "."),
                 A.JOB_FAILED,
             )
-    finding = finding or _ready_finding(kj, root.ref)
+    finding = finding or _condition_finding(kj, root.ref, "Ready")
     if (
         finding is not None
         and finding.severity == PROGRESSING
         and phase in ("Running", "Pending", "Initialized")
     ):
         finding = None  # a job that runs is not a problem
-    fields = {"phase": phase or None, **_mirror_fields(status)}
-    fields.update(generation=meta.get("generation"), observedGeneration=status.get("observedGeneration"))
-    return Description(
-        "KusciaJob",
-        namespace,
-        name,
-        {k: v for k, v in fields.items() if v is not None},
-        _conditions(kj),
-        root,
-        finding,
-    )
+    return _mirror_description(kj, phase or None, root, finding)
 
 
 MIRROR_ANNOTATION = "paddle-kuscia.io/mirror"
@@ -594,16 +600,4 @@ def _not_mirrored(obj: dict[str, Any], ref: str) -> Finding | None:
         PROGRESSING,
         f"No status, and the object lacks the annotation {MIRROR_ANNOTATION}.",
         A.NOT_MIRRORED,
-    )
-
-
-def _spec_synced(obj: dict[str, Any], ref: str) -> Finding | None:
-    synced = condition(obj, "SpecSynced")
-    if synced is None or synced.get("status") == "True":
-        return None
-    return Finding(
-        ref,
-        FAILED if synced.get("status") == "False" else PROGRESSING,
-        f"SpecSynced={synced.get('status')}: {_why(synced)}",
-        A.advice_for(synced.get("reason")),
     )
