@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,16 +384,25 @@ async def send_serving(client: KusciaClient, send: ServingSend) -> str:
     answer to our own create, or a serving left by a predecessor). UPDATE updates, and on "not found"
     creates it again (someone removed it behind our back). Returns what happened, for the log.
     """
-    if send.mode == Send.CREATE:
-        try:
-            await client.create_serving(send.create)
-            return "Created"
-        except KusciaAlreadyExists:
-            await client.update_serving(send.update)
-            return "Adopted existing"
-    try:
-        await client.update_serving(send.update)
-        return "Updated"
-    except KusciaNotFound:
+
+    async def create() -> None:
         await client.create_serving(send.create)
-        return "Re-created"
+
+    async def update() -> None:
+        await client.update_serving(send.update)
+
+    if send.mode == Send.CREATE:
+        return "Adopted existing" if await _fall_back(create, KusciaAlreadyExists, update) else "Created"
+    return "Re-created" if await _fall_back(update, KusciaNotFound, create) else "Updated"
+
+
+async def _fall_back(
+    first: Callable[[], Awaitable[None]], answer: type[KusciaError], then: Callable[[], Awaitable[None]]
+) -> bool:
+    """Run `first`; when Kuscia answers it with `answer`, run `then`. True when `then` ran."""
+    try:
+        await first()
+    except answer:
+        await then()
+        return True
+    return False
