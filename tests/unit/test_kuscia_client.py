@@ -25,6 +25,8 @@ from paddle_kuscia.adapters.kuscia import (
     KusciaTLSError,
     KusciaUnavailable,
 )
+from paddle_kuscia.adapters.kuscia.errors import error_from_status, missing_object_name
+from paddle_kuscia.adapters.kuscia.transport import parse_int64
 from paddle_kuscia.status.kuscia import Reported, service_url
 from support.certs import Pki, generate_foreign_pki, generate_pki
 from support.kuscia_double import KusciaDouble
@@ -708,7 +710,7 @@ def test_bfia_https_needs_credentials() -> None:
     ],
 )
 def test_error_from_status(code: int, message: str, expected: type[KusciaError]) -> None:
-    error = k.error_from_status("/r", code, message)
+    error = error_from_status("/r", code, message)
     assert type(error) is expected
     assert (error.code, error.message, error.route) == (code, message, "/r")
     assert error.retryable is (expected is KusciaUnavailable)
@@ -723,6 +725,6 @@ def test_errors_survive_pickling() -> None:
 
 
 def test_wire_helpers() -> None:
-    assert [k.parse_int64(v) for v in ("123", 7, None, "", " 9 ", 2.0)] == [123, 7, 0, 0, 9, 2]
-    assert k.missing_object_name('kusciajobs.kuscia.secretflow "job-9" not found') == "job-9"
-    assert k.missing_object_name("boom") is None
+    assert [parse_int64(v) for v in ("123", 7, None, "", " 9 ", 2.0)] == [123, 7, 0, 0, 9, 2]
+    assert missing_object_name('kusciajobs.kuscia.secretflow "job-9" not found') == "job-9"
+    assert missing_object_name("boom") is None

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..builders.knative import InvalidSpec, Owner, named_template
 from ..models.paddleservice import PaddleServiceSpec
+from ..status.kuscia import int_or_none
 from . import advice as A
 
 # Node states (a Finding's severity is FAILED or PROGRESSING).
@@ -102,13 +103,6 @@ def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: c[k] for k in keys if k in c} for c in _status(obj).get("conditions") or []]
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _status_finding(obj: dict[str, Any], ref: str) -> Finding | None:
     """No status yet, or a status for an older generation: the operator has not caught up."""
     status = _status(obj)
@@ -185,7 +179,7 @@ def _revision_node(rev: dict[str, Any], traffic: list[dict[str, Any]], role: str
     ready = condition(rev, "Ready")
     status = _status(rev)
     routes = [t for t in traffic if t.get("revisionName") == name]
-    percent = sum(_int(t.get("percent")) or 0 for t in routes)
+    percent = sum(int_or_none(t.get("percent")) or 0 for t in routes)
     tags = [t for t in routes if t.get("tag")]
     fields: dict[str, Any] = {
         "role": role,
@@ -450,7 +444,7 @@ def _kuscia_serving_node(block: dict[str, Any]) -> Node:
         summary += ": " + ": ".join(x for x in (block.get("reason"), block.get("message")) if x)
     node = Node("KusciaServing", block.get("servingId", ""), serving_state, summary, {})
     for p in block.get("parties") or []:
-        replicas, available = _int(p.get("replicas")), _int(p.get("availableReplicas"))
+        replicas, available = int_or_none(p.get("replicas")), int_or_none(p.get("availableReplicas"))
         endpoints = [e.get("endpoint") for e in p.get("endpoints") or [] if e.get("endpoint")]
         pstate = p.get("state") or ""
         text = f"{pstate or 'no state'}, {available or 0}/{replicas or 0} replicas available"

@@ -54,7 +54,8 @@ class Problem:
     message: str
 
 
-def _int(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """A count as Kuscia (or a hand-edited status) wrote it: 64-bit integers come as strings."""
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -88,7 +89,8 @@ def serving_condition(
         return Cond(ctype, "Unknown", "Pending", "Waiting for Kuscia to report the serving's status.")
     detail = remote.detail
     state = detail.get("state") or "Pending"
-    parties = f"{_int(detail.get('available_parties')) or 0}/{_int(detail.get('total_parties')) or 0} parties available"
+    available = int_or_none(detail.get("available_parties")) or 0
+    parties = f"{available}/{int_or_none(detail.get('total_parties')) or 0} parties available"
     message = "; ".join(x for x in (parties, detail.get("reason") or "", detail.get("message") or "") if x)
     if state in SERVING_READY:
         return Cond(ctype, "True", "Available", message)
@@ -105,8 +107,8 @@ def _party_statuses(detail: dict[str, Any]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {
             "domainId": p.get("domain_id", ""),
             "state": p.get("state", ""),
-            "replicas": _int(p.get("replicas")) or 0,
-            "availableReplicas": _int(p.get("available_replicas")) or 0,
+            "replicas": int_or_none(p.get("replicas")) or 0,
+            "availableReplicas": int_or_none(p.get("available_replicas")) or 0,
         }
         if p.get("role"):
             entry["role"] = p["role"]
@@ -170,8 +172,8 @@ def paddleservice_kuscia_status(
         block.update(
             {
                 "state": detail.get("state") or "Pending",
-                "totalParties": _int(detail.get("total_parties")) or 0,
-                "availableParties": _int(detail.get("available_parties")) or 0,
+                "totalParties": int_or_none(detail.get("total_parties")) or 0,
+                "availableParties": int_or_none(detail.get("available_parties")) or 0,
                 "parties": _party_statuses(detail),
             }
         )
@@ -220,8 +222,8 @@ def deployment_status(name: str, report: MirrorReport) -> KusciaDeploymentStatus
         status["phase"] = {"Pending": "Progressing", "Unknown": "Progressing"}.get(
             state, state
         ) or "Progressing"
-        status["totalParties"] = _int(detail.get("total_parties")) or 0
-        status["availableParties"] = _int(detail.get("available_parties")) or 0
+        status["totalParties"] = int_or_none(detail.get("total_parties")) or 0
+        status["availableParties"] = int_or_none(detail.get("available_parties")) or 0
         if detail.get("reason"):
             status["reason"] = detail["reason"]
         if detail.get("message"):
@@ -231,10 +233,10 @@ def deployment_status(name: str, report: MirrorReport) -> KusciaDeploymentStatus
             per_domain.setdefault(p.get("domain_id", ""), {})[name] = {
                 "phase": p.get("state", ""),
                 "role": p.get("role", ""),
-                "replicas": _int(p.get("replicas")) or 0,
-                "availableReplicas": _int(p.get("available_replicas")) or 0,
-                "unavailableReplicas": _int(p.get("unavailable_replicas")) or 0,
-                "updatedReplicas": _int(p.get("updatedReplicas")) or 0,
+                "replicas": int_or_none(p.get("replicas")) or 0,
+                "availableReplicas": int_or_none(p.get("available_replicas")) or 0,
+                "unavailableReplicas": int_or_none(p.get("unavailable_replicas")) or 0,
+                "updatedReplicas": int_or_none(p.get("updatedReplicas")) or 0,
                 "creationTimestamp": p.get("create_time", ""),
             }
         status["partyDeploymentStatuses"] = dict(sorted(per_domain.items()))

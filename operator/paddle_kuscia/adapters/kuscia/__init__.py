@@ -2,7 +2,9 @@
 
 Split by concern: ``errors`` (Kuscia's answers as typed exceptions), ``credentials`` (URL, CA, client
 certificate, token and the TLS context; the server certificate is always verified), ``transport`` (the
-pooled HTTPS client and its retries) and ``clients`` (the routes). The names below are the public ones.
+pooled HTTPS client and its retries) and ``clients`` (the routes). The names below are the public
+ones; the helpers that turn Kuscia's answers into them (``error_from_status``, ``parse_int64``, ...)
+stay in their modules.
 """
 
 from .clients import (
@@ -23,10 +25,8 @@ from .errors import (
     KusciaRejected,
     KusciaTLSError,
     KusciaUnavailable,
-    error_from_status,
-    missing_object_name,
 )
-from .transport import CallHook, parse_int64
+from .transport import CallHook
 
 __all__ = [
     "BATCH_LIMIT",
@@ -45,7 +45,4 @@ __all__ = [
     "KusciaRejected",
     "KusciaTLSError",
     "KusciaUnavailable",
-    "error_from_status",
-    "missing_object_name",
-    "parse_int64",
 ]
