@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,7 +58,22 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-class KusciaClient:
+class _PooledClient:
+    """An async context manager over one pool of connections (`_poster`), closed on exit."""
+
+    _poster: _Poster
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._poster.aclose()
+
+
+class KusciaClient(_PooledClient):
     """Async Kuscia API client over mTLS with one pooled connection set per instance.
 
     ``retries`` is the number of additional attempts after the first one, made only for transport
@@ -91,18 +106,9 @@ class KusciaClient:
     def __repr__(self) -> str:
         return f"KusciaClient(url={self.credentials.url!r})"
 
-    async def __aenter__(self) -> KusciaClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     @property
     def closed(self) -> bool:
         return self._poster.closed
-
-    async def aclose(self) -> None:
-        await self._poster.aclose()
 
     # -- generic ----------------------------------------------------------------------------------
 
@@ -144,6 +150,14 @@ class KusciaClient:
             return False
         return bool((data or {}).get("ready"))
 
+    async def _delete(self, route: str, body: Mapping[str, Any], *, missing_ok: bool) -> None:
+        """With `missing_ok`, an id Kuscia does not know counts as deleted."""
+        try:
+            await self.call(route, body)
+        except KusciaNotFound:
+            if not missing_ok:
+                raise
+
     # -- servings ---------------------------------------------------------------------------------
 
     async def create_serving(self, request: Mapping[str, Any]) -> None:
@@ -153,11 +167,7 @@ class KusciaClient:
         await self.call(SERVING_UPDATE, request)
 
     async def delete_serving(self, serving_id: str, *, missing_ok: bool = False) -> None:
-        try:
-            await self.call(SERVING_DELETE, {"serving_id": serving_id})
-        except KusciaNotFound:
-            if not missing_ok:
-                raise
+        await self._delete(SERVING_DELETE, {"serving_id": serving_id}, missing_ok=missing_ok)
 
     async def query_serving(self, serving_id: str) -> dict[str, Any]:
         return await self.call(SERVING_QUERY, {"serving_id": serving_id}) or {}
@@ -184,11 +194,7 @@ class KusciaClient:
         await self.call(JOB_STOP, {"job_id": job_id, "reason": reason})
 
     async def delete_job(self, job_id: str, *, missing_ok: bool = False) -> None:
-        try:
-            await self.call(JOB_DELETE, {"job_id": job_id})
-        except KusciaNotFound:
-            if not missing_ok:
-                raise
+        await self._delete(JOB_DELETE, {"job_id": job_id}, missing_ok=missing_ok)
 
     async def batch_query_job_status(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Status detail per job id; ids Kuscia does not know are absent from the result.
@@ -235,7 +241,7 @@ class KusciaClient:
         return await self.call(APPIMAGE_QUERY, {"name": name}) or {}
 
 
-class BfiaClient:
+class BfiaClient(_PooledClient):
     """Client for Kuscia's BFIA job-create endpoint (``{"code": 200, "msg": ..., "data": ...}`` answers).
 
     ``https`` URLs use the CA and client certificate from ``credentials`` (required then); plain
@@ -280,15 +286,6 @@ class BfiaClient:
 
     def __repr__(self) -> str:
         return f"BfiaClient(base_url={self.base_url!r})"
-
-    async def __aenter__(self) -> BfiaClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._poster.aclose()
 
     @staticmethod
     def _decode(route: str, response: httpx.Response, after_retry: bool) -> dict[str, Any]:
