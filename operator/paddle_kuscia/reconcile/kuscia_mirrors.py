@@ -46,7 +46,7 @@ def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class _Mirror:
-    """What differs between the two mirrored kinds before their plans: the model, and how the remote object is deleted."""
+    """What differs between the mirrored kinds before their plans: the model, how the remote object goes."""
 
     kind: Kind
     resource: Resource
