@@ -214,6 +214,7 @@ class Operator:
             cache.forget(key)
             ctx.queues[queue_name].forget(key)
             ctx.warned.pop(key, None)
+            ctx.held.pop(key, None)
             if forget_extra:
                 forget_extra(key)
             return

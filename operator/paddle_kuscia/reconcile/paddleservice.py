@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,12 +16,14 @@ from ..models.paddleservice import Backend, PaddleService, PaddleServiceStatus
 from ..runtime.cache import Key
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.queue import RetryLater
-from ..status.knative import knative_status
+from ..status.knative import APPLY_FAILED, knative_status, worth_writing
 from .common import failure_status, write_status
 
 logger = logging.getLogger("paddle_kuscia")
 
 APPLIED_DIGEST = "paddle-kuscia.io/applied-digest"
+# A status step not worth a write of its own (`worth_writing`) waits at most this long for one that is.
+HOLD_SECONDS = 300.0
 
 
 def _validation_message(err: ValidationError) -> str:
@@ -138,7 +141,7 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
                 failure_status(
                     body,
                     model=PaddleServiceStatus,
-                    reason="KnativeServiceApplyFailed",
+                    reason=APPLY_FAILED,
                     ready="Unknown",
                     message=f"Applying the Knative Service failed; retrying with backoff: {err.message}",
                 ),
@@ -167,7 +170,27 @@ async def _reconcile_knative(ctx: Context, key: Key, body: dict[str, Any], ps: P
     )
     if (body.get("status") or {}).get("observedGeneration") != generation:
         await _warn_once(ctx, key, body, generation, knative_warnings(ps.spec))
+    wait = _hold(ctx, key, body.get("status") or {}, status.wire())
+    if wait is not None:
+        return wait
     await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)
+    return None
+
+
+def _hold(ctx: Context, key: Key, stored: dict[str, Any], new: dict[str, Any]) -> float | None:
+    """Seconds to hold the new status back (a step between the writes that matter), or None to write it now.
+
+    A held step goes out with the next status worth a write, or once it has waited HOLD_SECONDS (the
+    reconcile is queued again for then), so a rollout stuck in Unknown still shows its latest step.
+    """
+    if stored == new or worth_writing(stored, new):
+        ctx.held.pop(key, None)
+        return None
+    now = time.monotonic()
+    wait = HOLD_SECONDS - (now - ctx.held.setdefault(key, now))
+    if wait > 0:
+        return wait
+    ctx.held.pop(key, None)
     return None
 
 

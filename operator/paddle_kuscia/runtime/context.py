@@ -161,6 +161,8 @@ class Context:
     kuscia_deployments: ObjectCache = field(default_factory=lambda: ObjectCache(slim_object))
     # Per object: what we last told the user through a Warning Event, so it is said once per generation.
     warned: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Per object: since when (monotonic) a status step has been held back, to be written by a deadline.
+    held: dict[tuple[str, str], float] = field(default_factory=dict)
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     kuscia: KusciaHub = field(init=False)  # set right after the context is made: the hub needs it
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -7,7 +7,8 @@ revision of the current spec failed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..builders.knative import TAG_CANARY, TAG_DEFAULT, Rollout
 from ..models.observed import ConditionState, KnativeObservation
@@ -19,6 +20,9 @@ from ..models.paddleservice import (
     VariantStatus,
 )
 from .conditions import condition, merge_conditions, summarize
+
+# Ready is Unknown for this reason while applying the Knative Service fails and is retried.
+APPLY_FAILED = "KnativeServiceApplyFailed"
 
 
 def _endpoint_condition(ctype: str, revision: str, obs: KnativeObservation, tag: str, now: str) -> Condition:
@@ -118,6 +122,36 @@ def knative_status(
         traffic=traffic or None,
         latest_created_revision=obs.latest_created or None,
         latest_ready_revision=obs.latest_ready or None,
+    )
+
+
+def worth_writing(stored: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether status `new` (as written to the API) must be written now, or may wait for a later write.
+
+    A rollout's Knative steps would otherwise each be a status write. A status whose Ready is True or False,
+    or that changes Ready's status, is written whole at once, so a verdict is exact and `kubectl wait` sees
+    it. While Ready stays Unknown only the generation, the set of conditions and the end of a failed apply
+    count; the rest (the steps' reasons and messages, a URL and traffic that Knative publishes before its
+    Route is ready, revisions, replicas) waits for the next write.
+    """
+    if stored == new:
+        return False
+    before, after = _ready(stored), _ready(new)
+    if before.get("status") != "Unknown" or after.get("status") != "Unknown":
+        return True
+    if before.get("reason") == APPLY_FAILED != after.get("reason"):
+        return True
+    return _progress(stored) != _progress(new)
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+
+
+def _progress(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Where a rollout stands for Argo CD and `kubectl wait`: the generation it is for, what it waits on."""
+    return status.get("observedGeneration"), sorted(
+        str(c.get("type")) for c in status.get("conditions") or []
     )
 
 
