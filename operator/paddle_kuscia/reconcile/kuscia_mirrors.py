@@ -46,30 +46,30 @@ def _mirrored(ctx: Context, body: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class _Mirror:
-    """What differs between the mirrored kinds before their plans: the model, how the remote object goes."""
+    """What differs between the mirrored kinds: the model, how the remote object goes, how the plan is made
+    and carried out (`apply`, given the object with its finalizer, parsed, and its Kuscia connection)."""
 
     kind: Kind
     resource: Resource
     model: type[KusciaDeployment] | type[KusciaJob]
     delete: Callable[[Connection, dict[str, Any]], Awaitable[None]]
     deleted: str  # logged once the remote object is deleted, with namespace and name
+    apply: Callable[[Context, Key, ObjectCache, dict[str, Any], Any, Connection], Awaitable[None]]
 
 
-async def _prelude(
-    ctx: Context, mirror: _Mirror, cache: ObjectCache, key: Key
-) -> tuple[dict[str, Any], Any, Connection] | None:
-    """Common steps: mirror opt-out, validation, connection, deletion, finalizer. Returns (body, parsed,
-    connection) for the plan, or None when nothing is left to do."""
+async def _reconcile(ctx: Context, mirror: _Mirror, cache: ObjectCache, key: Key) -> None:
+    """The steps both kinds share: mirror opt-out, validation, connection, deletion, finalizer; then the
+    kind's own `apply`."""
     kind, resource = mirror.kind, mirror.resource
     body = cache.get(key)
     if body is None:
-        return None
+        return
     meta = body["metadata"]
     if not _mirrored(ctx, body):
         # Mirroring switched off: let go of the object; the remote serving or job stays as it is.
         ctx.kuscia.untrack(kind, key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
-        return None
+        return
     if not re.match(KUSCIA_ID, meta["name"]):
         await _fail(
             ctx,
@@ -79,13 +79,13 @@ async def _prelude(
             "InvalidName",
             f"{meta['name']!r} is not a valid Kuscia id ({KUSCIA_ID}).",
         )
-        return None
+        return
     try:
         parsed = mirror.model.model_validate(body)
     except ValidationError as err:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
         await _fail(ctx, resource, cache, body, "InvalidSpec", f"The spec is invalid: {where}")
-        return None
+        return
     secret = (meta.get("annotations") or {}).get(CONNECTION_ANNOTATION)
     try:
         conn = await ctx.kuscia.connection(meta["namespace"], secret)
@@ -101,9 +101,9 @@ async def _prelude(
         logger.info(mirror.deleted, *key)
         ctx.kuscia.untrack(kind, key)
         await remove_finalizer(ctx, resource, cache, body, FINALIZER)
-        return None
+        return
     body = await ensure_finalizer(ctx, resource, cache, body, FINALIZER)
-    return body, parsed, conn
+    await mirror.apply(ctx, key, cache, body, parsed, conn)
 
 
 async def _fail(
@@ -182,54 +182,32 @@ async def _stop_and_delete_job(conn: Connection, body: dict[str, Any]) -> None:
     await conn.client.delete_job(name, missing_ok=True)
 
 
-_DEPLOYMENT = _Mirror(
-    Kind.DEPLOYMENT,
-    KUSCIA_DEPLOYMENTS,
-    KusciaDeployment,
-    _delete_serving,
-    "Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s",
-)
-_JOB = _Mirror(
-    Kind.JOB,
-    KUSCIA_JOBS,
-    KusciaJob,
-    _stop_and_delete_job,
-    "Stopped and deleted Kuscia job namespace=%s name=%s",
-)
-
-
-async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
-    kind, cache, resource = _DEPLOYMENT.kind, ctx.kuscia_deployments, _DEPLOYMENT.resource
-    found = await _prelude(ctx, _DEPLOYMENT, cache, key)
-    if found is None:
-        return None
-    body, kd, conn = found
-    name = body["metadata"]["name"]
+async def _apply_deployment(
+    ctx: Context, key: Key, cache: ObjectCache, body: dict[str, Any], kd: KusciaDeployment, conn: Connection
+) -> None:
+    kind, resource, name = Kind.DEPLOYMENT, KUSCIA_DEPLOYMENTS, body["metadata"]["name"]
     ctx.kuscia.track(kind, conn, name, key)
     plan = plan_deployment(kd.spec, _inputs(ctx, kind, conn, body))
     if plan.still_refused is not None:
         await _still_refused(ctx, resource, cache, body, plan.still_refused)
-        return None
+        return
     if plan.send is not None:
         try:
             sent = await send_serving(conn.client, plan.send)
         except KusciaError as err:
             await _report_send(ctx, resource, cache, body, err, (kind, conn, name, plan.attempt))
-            return None
+            return
         logger.info("%s Kuscia serving for KusciaDeployment namespace=%s name=%s", sent, *key)
         ctx.kuscia.forget_remote(kind, conn, name)
     ctx.kuscia.set_refused(kind, conn, name, None)
     assert plan.status is not None
     await write_status(ctx, resource, cache, body, plan.status)
-    return None
 
 
-async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
-    kind, cache, resource = _JOB.kind, ctx.kuscia_jobs, _JOB.resource
-    found = await _prelude(ctx, _JOB, cache, key)
-    if found is None:
-        return None
-    body, kj, conn = found
+async def _apply_job(
+    ctx: Context, key: Key, cache: ObjectCache, body: dict[str, Any], kj: KusciaJob, conn: Connection
+) -> None:
+    kind, resource = Kind.JOB, KUSCIA_JOBS
     meta = body["metadata"]
     name = meta["name"]
     bfia = (meta.get("annotations") or {}).get(PROTOCOL_ANNOTATION) == "bfia"
@@ -237,10 +215,10 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
     if plan.invalid is not None:
         # Refused before anything is sent; a spec change brings the job back here.
         await _fail(ctx, resource, cache, body, "InvalidSpec", plan.invalid)
-        return None
+        return
     if plan.still_refused is not None:
         await _still_refused(ctx, resource, cache, body, plan.still_refused)
-        return None
+        return
     if plan.submit is not None:
         try:
             if bfia:
@@ -254,10 +232,10 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
             logger.info("Adopted existing Kuscia job namespace=%s name=%s", *key)
         except NoKusciaConnection as err:
             await _fail(ctx, resource, cache, body, "KusciaNotConfigured", str(err))
-            return None
+            return
         except KusciaError as err:
             await _report_send(ctx, resource, cache, body, err, (kind, conn, name, plan.attempt))
-            return None
+            return
         ctx.kuscia.set_refused(kind, conn, name, None)
         ctx.kuscia.forget_remote(kind, conn, name)
     if plan.poll:
@@ -266,4 +244,31 @@ async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
         ctx.kuscia.untrack(kind, key)
     assert plan.status is not None
     await write_status(ctx, resource, cache, body, plan.status)
+
+
+_DEPLOYMENT = _Mirror(
+    Kind.DEPLOYMENT,
+    KUSCIA_DEPLOYMENTS,
+    KusciaDeployment,
+    _delete_serving,
+    "Deleted Kuscia serving of KusciaDeployment namespace=%s name=%s",
+    _apply_deployment,
+)
+_JOB = _Mirror(
+    Kind.JOB,
+    KUSCIA_JOBS,
+    KusciaJob,
+    _stop_and_delete_job,
+    "Stopped and deleted Kuscia job namespace=%s name=%s",
+    _apply_job,
+)
+
+
+async def reconcile_kuscia_deployment(ctx: Context, key: Key) -> float | None:
+    await _reconcile(ctx, _DEPLOYMENT, ctx.kuscia_deployments, key)
+    return None
+
+
+async def reconcile_kuscia_job(ctx: Context, key: Key) -> float | None:
+    await _reconcile(ctx, _JOB, ctx.kuscia_jobs, key)
     return None
