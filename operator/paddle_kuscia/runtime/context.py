@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .kuscia_hub import KusciaHub  # it takes the Context: a run-time import would be circular
 
 # Settings that the environment can set when no flag does (the flag wins). A Kubernetes Deployment sets
-# POD_NAMESPACE from the downward API; the Kuscia ones come from a Secret or ConfigMap.
+# POD_NAMESPACE from the downward API; the Kuscia ones are there for whoever prefers them to flags.
 ENVIRONMENT = {
     "kuscia_url": "KUSCIA_API_URL",
     "kuscia_credentials_dir": "KUSCIA_CREDENTIALS_DIR",
