@@ -567,9 +567,8 @@ class Bench:
 
     async def setup(self) -> None:
         log(f"starting or reusing the control plane (logs and outputs in {self.out_dir})")
-        if self.args.knative == "sim":
-            os.environ["PK_KNATIVE"] = "0"  # the simulator replaces Knative's controllers: never both
-        self.plane = ControlPlane.start()
+        # The simulator replaces Knative's controllers: never both.
+        self.plane = ControlPlane.start(knative=self.args.knative != "sim")
         self.result["control_plane"] = {"run_dir": str(self.plane.run_dir), "owned": self.plane.owned}
         base = ROOT / "manifests" / "base"
         self.plane.kubectl(

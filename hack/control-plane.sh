@@ -80,12 +80,9 @@ build_etcd() {
 }
 
 cmd_build() {
-  command -v go >/dev/null || die "Go is not installed; the local control plane is built from the Go module proxy (Go >= 1.24 needed)"
-  export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
+  go_build_env "the local control plane"
   mkdir -p "$BIN_DIR"
-  # One build at a time per cache: a second caller waits here, then finds the binaries built.
-  exec {build_lock}>>"$CACHE_ROOT/.build-k8s.lock"
-  flock "$build_lock"
+  take_build_lock k8s
   if ! binaries_present; then
     log "building Kubernetes v$K8S_VERSION and etcd v$ETCD_VERSION from the Go module proxy into $BIN_DIR"
     log "a cold build takes about 8 minutes on 2 cores; later runs reuse the cache"
@@ -98,7 +95,7 @@ cmd_build() {
   fi
   binaries_present || die "build finished but binaries are missing from $BIN_DIR"
   "$HACK_DIR/knative.sh" build
-  exec {build_lock}>&-  # processes started later must not inherit (and hold) the lock
+  release_build_lock
 }
 
 free_port() {

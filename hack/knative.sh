@@ -91,12 +91,9 @@ fetch_manifests() {
 }
 
 cmd_build() {
-  command -v go >/dev/null || die "Go is not installed; Knative is built from the Go module proxy (Go >= 1.24 needed)"
-  export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
+  go_build_env Knative
   mkdir -p "$KN_BIN_DIR"
-  # One build at a time per cache: a second caller waits here, then finds the binaries built.
-  exec {build_lock}>>"$CACHE_ROOT/.build-knative.lock"
-  flock "$build_lock"
+  take_build_lock knative
   if ! binaries_present; then
     log "building Knative Serving v$KNATIVE_SERVING_VERSION (controller, webhook, autoscaler) and kwok v$KWOK_VERSION"
     log "from the Go module proxy into $KN_BIN_DIR; a cold build takes several minutes on 2 cores"
@@ -109,7 +106,7 @@ cmd_build() {
   fi
   [[ -f "$KNATIVE_DIR/crds/service.yaml" ]] || fetch_manifests
   binaries_present || die "build finished but binaries are missing from $KN_BIN_DIR"
-  exec {build_lock}>&-  # processes started later must not inherit (and hold) the lock
+  release_build_lock
 }
 
 cmd_crd_dir() { echo "$KNATIVE_DIR/crds"; }

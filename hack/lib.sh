@@ -1,5 +1,20 @@
 # shellcheck shell=bash
-# Shell helpers shared by hack/control-plane.sh and hack/knative.sh (sourced; expects log, die and CACHE_ROOT).
+# Shell helpers shared by the build scripts in hack/ (sourced; expects log, die and CACHE_ROOT).
+
+# Builds from the Go module proxy only, with the local toolchain, as static binaries.
+go_build_env() { # what
+  command -v go >/dev/null || die "Go is not installed; $1 is built from the Go module proxy (Go >= 1.24 needed)"
+  export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
+}
+
+# One build of a kind at a time per cache: a second caller waits here, then finds the binaries built.
+take_build_lock() { # name
+  exec {BUILD_LOCK_FD}>>"$CACHE_ROOT/.build-$1.lock"
+  flock "$BUILD_LOCK_FD"
+}
+
+# Processes started after this must not inherit (and hold) the lock.
+release_build_lock() { exec {BUILD_LOCK_FD}>&-; }
 
 # Run a long build step in the background with a progress line every 15 s, so a cold build does not look hung.
 with_progress() {

@@ -20,25 +20,8 @@ PROMTOOL="$BIN_DIR/promtool"
 log() { printf '[promtool] %s\n' "$*" >&2; }
 die() { printf '[promtool] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# A progress line every 15 s while a long command runs (as in hack/control-plane.sh).
-with_progress() {
-  local what=$1; shift
-  local logfile="$CACHE_ROOT/build-logs/$what.log"
-  mkdir -p "$(dirname "$logfile")"
-  local start=$SECONDS
-  "$@" >"$logfile" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 15 &
-    wait $! || true
-    kill -0 "$pid" 2>/dev/null && log "... still building $what ($((SECONDS - start)) s so far; log: $logfile)"
-  done
-  if ! wait "$pid"; then
-    tail -n 40 "$logfile" >&2
-    die "building $what failed after $((SECONDS - start)) s (full log: $logfile)"
-  fi
-  log "built $what in $((SECONDS - start)) s"
-}
+# shellcheck source=lib.sh
+source "$HACK_DIR/lib.sh"
 
 build_promtool() {
   local work=$1
@@ -54,8 +37,7 @@ cmd_build() {
     echo "$PROMTOOL"
     return
   fi
-  command -v go >/dev/null || die "Go is not installed; promtool is built from the Go module proxy (Go >= 1.24 needed)"
-  export GOTOOLCHAIN=local GOFLAGS="-mod=mod -p=${BUILD_PARALLELISM:-$(nproc)}" CGO_ENABLED=0
+  go_build_env promtool
   mkdir -p "$BIN_DIR"
   log "building promtool from github.com/prometheus/prometheus@v$PROMETHEUS_MODULE_VERSION into $BIN_DIR"
   local work

@@ -8,10 +8,8 @@ rewrites them; the PaddleService's status is written the same way, as the operat
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,30 +26,13 @@ NOW = "2026-01-01T00:00:00Z"
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """Knative's CRDs without Knative's controllers (PK_KNATIVE=0), never the session's shared control plane."""
-    saved = {k: os.environ.get(k) for k in ("PK_RUN_DIR", "PK_KNATIVE")}
-    os.environ.pop("PK_RUN_DIR", None)
-    os.environ["PK_KNATIVE"] = "0"
-    try:
-        plane = ControlPlane.start(tmp_path_factory.mktemp("describe-plane"))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """Knative's CRDs without Knative's controllers (they would rewrite the objects this test writes), never the
+    session's shared control plane."""
+    plane = ControlPlane.start(tmp_path_factory.mktemp("describe-plane"), knative=False)
     try:
         yield plane
     finally:
         plane.stop()
-
-
-@pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _cond(ctype: str, status: str, reason: str, message: str = "") -> dict[str, Any]:

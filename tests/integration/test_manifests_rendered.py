@@ -20,8 +20,8 @@ import yaml
 
 from paddle_kuscia import cli
 from paddle_kuscia.runtime.context import ENVIRONMENT
+from support.control_plane import ROOT, project_kubectl
 
-ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SAMPLES = MANIFESTS / "samples"
 NAMESPACE = "paddle-kuscia-system"
@@ -62,24 +62,6 @@ def load(path: Path) -> dict[str, Any]:
 
 
 # ---- rendering ----------------------------------------------------------------------------------------
-
-
-@functools.cache
-def project_kubectl() -> Path:
-    bin_dir = subprocess.run(
-        ["bash", str(ROOT / "hack" / "control-plane.sh"), "bin-dir"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    kubectl = Path(bin_dir) / "kubectl"
-    if not kubectl.is_file():
-        pytest.fail(
-            f"the project's kubectl is missing at {kubectl}; build it with `hack/control-plane.sh build` "
-            "(the manifests are rendered with that kubectl's kustomize)",
-            pytrace=False,
-        )
-    return kubectl
 
 
 @functools.cache

@@ -8,27 +8,11 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
-from support.control_plane import ROOT
+from support.control_plane import ROOT, project_kubectl
 
 MONITORING = ROOT / "manifests" / "monitoring"
-
-
-def project_kubectl() -> Path:
-    bin_dir = subprocess.run(
-        ["bash", str(ROOT / "hack" / "control-plane.sh"), "bin-dir"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    kubectl = Path(bin_dir) / "kubectl"
-    if not kubectl.is_file():
-        pytest.fail(
-            f"the project's kubectl is missing at {kubectl}; run `hack/control-plane.sh build`", pytrace=False
-        )
-    return kubectl
 
 
 def test_the_monitoring_component_adds_a_servicemonitor_rules_and_a_dashboard_to_an_install(

@@ -65,15 +65,17 @@ class ControlPlane:
         return f"https://127.0.0.1:{(self.run_dir / 'apiserver.port').read_text().strip()}"
 
     @classmethod
-    def start(cls, run_dir: Path | None = None) -> ControlPlane:
-        """Start one (or reuse the one named by PK_RUN_DIR when it is running)."""
+    def start(cls, run_dir: Path | None = None, *, knative: bool = True) -> ControlPlane:
+        """Start one in `run_dir` (default: a new temporary directory), or, without `run_dir`, reuse the one
+        PK_RUN_DIR names when it is running. `knative=False`: Knative's CRDs without its processes."""
+        env = {} if knative else {"PK_KNATIVE": "0"}
         reuse = os.environ.get("PK_RUN_DIR")
-        if reuse and (Path(reuse) / "kube-apiserver.pid").exists():
+        if run_dir is None and reuse and (Path(reuse) / "kube-apiserver.pid").exists():
             plane = cls(Path(reuse), owned=False)
-            _script("up", run_dir=plane.run_dir)  # idempotent: re-installs CRDs
+            _script("up", run_dir=plane.run_dir, env=env)  # idempotent: re-installs CRDs
             return plane
         run_dir = run_dir or Path(tempfile.mkdtemp(prefix="pk-control-plane-"))
-        _script("up", run_dir=run_dir)
+        _script("up", run_dir=run_dir, env=env)
         return cls(run_dir, owned=True)
 
     def stop(self) -> None:
@@ -168,8 +170,8 @@ class ControlPlane:
         return len(self.audit_log.read_text().splitlines()) if self.audit_log.exists() else 0
 
 
-def _script(command: str, *, run_dir: Path) -> str:
-    env = dict(os.environ, PK_RUN_DIR=str(run_dir))
+def _script(command: str, *, run_dir: Path, env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ, PK_RUN_DIR=str(run_dir), **(env or {}))
     proc = subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(
@@ -178,6 +180,21 @@ def _script(command: str, *, run_dir: Path) -> str:
             f"--- stderr ---\n{proc.stderr[-6000:]}"
         )
     return proc.stdout
+
+
+def project_kubectl() -> Path:
+    """The kubectl `hack/control-plane.sh build` made (its kustomize renders the manifests); fails if missing."""
+    import pytest
+
+    bin_dir = subprocess.run(
+        ["bash", str(SCRIPT), "bin-dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    kubectl = Path(bin_dir) / "kubectl"
+    if not kubectl.is_file():
+        pytest.fail(
+            f"the project's kubectl is missing at {kubectl}; run `hack/control-plane.sh build`", pytrace=False
+        )
+    return kubectl
 
 
 def wait_for(
