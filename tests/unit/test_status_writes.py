@@ -5,12 +5,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from paddle_kuscia.adapters.kube import PADDLESERVICES
+import pytest
+
+from paddle_kuscia.adapters.kube import KUSCIA_JOBS, PADDLESERVICES, Conflict
+from paddle_kuscia.adapters.kuscia import KusciaRejected
 from paddle_kuscia.builders.compare import merge_patch
+from paddle_kuscia.models.kuscia import Kind
 from paddle_kuscia.models.paddleservice import Condition, PaddleServiceStatus, VariantStatus
 from paddle_kuscia.reconcile.common import failure_status, write_status
+from paddle_kuscia.reconcile.kuscia_mirrors import _report_send
 from paddle_kuscia.runtime.cache import ObjectCache
 from paddle_kuscia.runtime.context import Config, Context
+from paddle_kuscia.runtime.kuscia_hub import Connection, KusciaHub
+from paddle_kuscia.runtime.queue import RetryLater
 from paddle_kuscia.status.conditions import Cond, condition
 
 NOW = "2026-01-01T00:00:00Z"
@@ -182,3 +189,28 @@ def test_the_dict_form_of_a_failure_matches_the_model_form() -> None:
     assert {k: v for k, v in as_dict.items() if k != "conditions"} == {
         k: v for k, v in as_model.wire().items() if k != "conditions"
     }
+
+
+class ConflictingKube(RecordingKube):
+    """Every status write loses to a newer version of the object."""
+
+    async def patch_status(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise Conflict(409, "the object has been modified")
+
+
+async def test_a_refusal_is_remembered_even_when_its_status_write_conflicts() -> None:
+    """The conflicting write is retried; the retry must find the refusal remembered and not send the
+    refused request again (the order once was the other way round, and CI saw two creates)."""
+
+    obj = body()
+    kube = ConflictingKube()
+    kube.body = obj  # type: ignore[attr-defined]
+    ctx = Context(config=Config(), kube=kube)  # type: ignore[arg-type]
+    ctx.kuscia = KusciaHub(ctx)
+    conn = Connection("c", "https://127.0.0.1:1", client=None)  # type: ignore[arg-type]
+    err = KusciaRejected(11100, "refused for the test", "job/create")
+    with pytest.raises(RetryLater):
+        await _report_send(ctx, KUSCIA_JOBS, ctx.kuscia_jobs, obj, err, (Kind.JOB, conn, "ps", "attempt-1"))
+    remembered = ctx.kuscia.refused(Kind.JOB, conn, "ps")
+    assert remembered is not None and remembered[0] == "attempt-1"
+    assert "refused for the test" in remembered[1].message

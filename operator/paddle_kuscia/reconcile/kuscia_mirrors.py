@@ -143,8 +143,10 @@ async def _report_send(
     if not is_refusal(err):
         await _report(ctx, resource, cache, body, err)
     problem = refusal(err)
-    await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
+    # Remembered before the status write, which may conflict and retry: the retry must not send the
+    # refused request again.
     ctx.kuscia.set_refused(*remember, problem)
+    await _fail(ctx, resource, cache, body, problem.reason, problem.message, ready=problem.status)
 
 
 async def _still_refused(

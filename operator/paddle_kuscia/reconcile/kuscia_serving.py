@@ -173,8 +173,10 @@ class _FailureReporter:
     async def __call__(self, err: KusciaError) -> None:
         if is_refusal(err):
             problem = refusal(err)
-            await _problem(self.ctx, self.body, problem)
+            # Remembered before the status write, which may conflict and retry: the retry must not
+            # send the refused request again.
             self.ctx.kuscia.set_refused(Kind.PADDLESERVICE, self.conn, self.sid, self.attempt, problem)
+            await _problem(self.ctx, self.body, problem)
             return None
         await _problem(self.ctx, self.body, describe(err))
         raise RetryLater(str(err))
