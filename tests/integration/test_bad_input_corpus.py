@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chaos_support import announce, backoff_allowance, condition, reconciles, wait_no_problems
+from chaos_support import announce, backoff_allowance
 from kuscia_fixtures import kuscia, operator_args
 
 from support.control_plane import ROOT, ControlPlane, wait_for
+from support.fleet import condition, reconciles, wait_no_problems
 from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess

@@ -9,31 +9,25 @@ one loss the random kills found: a Kuscia update sent just before a crash, then 
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
-from chaos_support import (
-    CANARY_IMAGE,
+from chaos_support import announce, emulator, frozen_status, incarnations
+from kuscia_fixtures import operator_args
+
+from support.control_plane import ControlPlane, wait_for
+from support.fleet import (
     Fleet,
     Incarnations,
-    Obj,
+    Users,
     alice_replicas,
-    announce,
     apply_all,
-    delete_all,
+    create_fleet,
     delete_everything,
-    emulator,
-    endpoint,
     fleet_problems,
-    frozen_status,
-    incarnations,
-    is_kuscia,
-    knative_spec,
     kuscia_spec,
     orphan_knative_services,
     ready_for_generation,
@@ -42,9 +36,6 @@ from chaos_support import (
     wait_no_orphans,
     wait_reconciles,
 )
-from kuscia_fixtures import operator_args
-
-from support.control_plane import ControlPlane, wait_for
 from support.knative import Knative
 from support.kuscia_double import KusciaDoubleThread
 
@@ -53,88 +44,6 @@ __all__ = ["emulator", "frozen_status", "incarnations"]
 pytestmark = pytest.mark.chaos
 
 SEED = int(os.environ.get("PADDLE_KUSCIA_CHAOS_SEED", "20240509"))
-PERCENTS = (0, 10, 20, 30, 50, 80, 100, None)  # None: a canary without a percentage (ElasticServing's 50)
-
-
-@dataclass
-class Counts:
-    manifests: int = 0
-    deletes: int = 0
-    recreated: int = 0
-    switched: int = 0
-
-
-class Users:
-    """Random edits of the kind users make: canaries added, moved, promoted and dropped, images bumped,
-    replicas changed, backends switched, services deleted and names reused."""
-
-    def __init__(self, cp: ControlPlane, namespace: str, fleet: Fleet, rng: random.Random) -> None:
-        self.cp, self.namespace, self.fleet, self.rng = cp, namespace, fleet, rng
-        self.counts = Counts()
-
-    def _edit_knative(self, spec: Obj, step: int) -> Obj:
-        spec = copy.deepcopy(spec)
-        move = self.rng.choice(["canary", "percent", "percent", "promote", "drop", "tag", "kuscia"])
-        if move == "kuscia":
-            self.counts.switched += 1
-            return kuscia_spec(self.rng.randint(1, 3))
-        if move == "tag":
-            spec["default"]["tag"] = f"v{step}"
-        elif move == "drop" or (move == "promote" and "canary" in spec):
-            if move == "promote":
-                spec["default"] = spec["canary"]
-            spec.pop("canary", None)
-            spec.pop("canaryTrafficPercent", None)
-        else:
-            if move == "canary" or "canary" not in spec:
-                spec["canary"] = endpoint(CANARY_IMAGE, f"c{step}")
-            percent = self.rng.choice(PERCENTS)
-            spec.pop("canaryTrafficPercent", None)
-            if percent is not None:
-                spec["canaryTrafficPercent"] = percent
-        return spec
-
-    def _edit_kuscia(self, spec: Obj, step: int) -> Obj:
-        if self.rng.random() < 0.15:
-            self.counts.switched += 1
-            return knative_spec(f"v{step}")
-        spec = copy.deepcopy(spec)
-        party = spec["kuscia"]["parties"][0]
-        party["replicas"] = self.rng.choice([r for r in (1, 2, 3) if r != party.get("replicas")])
-        return spec
-
-    def act(self, step: int, *, updates: int, deletes: int, recreate: int = 0) -> None:
-        """One batch of edits, applied with one kubectl call plus one for the deletions."""
-        live = self.fleet.names()
-        changed: dict[str, Obj] = {}
-        for name in self.rng.sample(live, min(updates, len(live))):
-            spec = self.fleet.desired[name]
-            changed[name] = (
-                self._edit_kuscia(spec, step) if is_kuscia(spec) else self._edit_knative(spec, step)
-            )
-        for name in self.rng.sample(sorted(self.fleet.deleted), min(recreate, len(self.fleet.deleted))):
-            if self.cp.get("paddleservice", name, self.namespace) is None:  # its deletion has completed
-                changed[name] = knative_spec(f"v{step}")
-                self.counts.recreated += 1
-        doomed = self.rng.sample(sorted(set(live) - set(changed)), deletes)
-        apply_all(self.cp, self.namespace, changed)
-        delete_all(self.cp, self.namespace, doomed)
-        for name, spec in changed.items():
-            self.fleet.set(name, spec)
-        for name in doomed:
-            self.fleet.delete(name)
-        self.counts.manifests += len(changed)
-        self.counts.deletes += len(doomed)
-
-
-def create_fleet(cp: ControlPlane, namespace: str, knative: int, kuscia_backed: int) -> tuple[Fleet, int]:
-    fleet = Fleet()
-    for i in range(knative):
-        fleet.set(f"ps-{i:03d}", knative_spec("v0"))
-    for i in range(kuscia_backed):
-        fleet.set(f"kps-{i:02d}", kuscia_spec(1))
-    apply_all(cp, namespace, fleet.desired)
-    return fleet, len(fleet.desired)
 
 
 def final_checks(cp: ControlPlane, namespace: str, fleet: Fleet, emulator: KusciaDoubleThread) -> None:

@@ -20,24 +20,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from chaos_support import (
+from chaos_support import announce, backoff_allowance, frozen_status
+from kuscia_fixtures import operator_args
+
+from support.control_plane import ControlPlane, wait_for
+from support.fleet import (
     Fleet,
     alice_replicas,
-    announce,
     apply_all,
-    backoff_allowance,
     condition,
     delete_everything,
-    frozen_status,
     kuscia_spec,
     ready_for_generation,
     reconciles,
     wait_converged,
     wait_no_problems,
 )
-from kuscia_fixtures import operator_args
-
-from support.control_plane import ControlPlane, wait_for
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess
 
