@@ -20,7 +20,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,22 @@ def encode_body(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
+def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """The complete, non-blank lines of a watch stream's bytes, and the unfinished rest for the next chunk."""
+    *lines, rest = data.split(b"\n")
+    return [line for line in lines if line.strip()], rest
+
+
+def _error(method: str, path: str, status: int, raw: bytes) -> KubeError:
+    text = raw.decode(errors="replace")
+    try:
+        message = json.loads(raw).get("message", text)
+    except (ValueError, AttributeError):
+        message = text
+    cls = {404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid, 403: Forbidden}.get(status, KubeError)
+    return cls(status, f"{method} {path}: {message}")
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("paddle-kuscia-operator")
@@ -107,8 +123,11 @@ def _version() -> str:
         return "dev"
 
 
-def _load_configuration() -> k8s_client.Configuration:
+def _load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
     cfg = k8s_client.Configuration()
+    if kubeconfig is not None:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        return cfg
     try:
         k8s_config.load_incluster_config(client_configuration=cfg)
     except k8s_config.ConfigException:
@@ -117,7 +136,11 @@ def _load_configuration() -> k8s_client.Configuration:
 
 
 class KubeClient:
-    """Async client; one per operator process."""
+    """Async client; one per operator process.
+
+    `kubeconfig` and `agent` serve tools that talk as several identities from one process (`hack/bench.py`);
+    the operator leaves them unset: in-cluster or default kubeconfig credentials, and a user agent with its pid.
+    """
 
     def __init__(
         self,
@@ -125,8 +148,10 @@ class KubeClient:
         max_connections: int = 32,
         timeout: float = 30.0,
         on_request: Callable[[str, str, int, float], None] | None = None,
+        kubeconfig: str | None = None,
+        agent: str | None = None,
     ) -> None:
-        cfg = _load_configuration()
+        cfg = _load_configuration(kubeconfig)
         # The API server's certificate is always verified: against the kubeconfig's CA, or the system's
         # trust store when the kubeconfig asks to skip verification (which this client does not honour).
         ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert if cfg.verify_ssl else None)
@@ -140,7 +165,7 @@ class KubeClient:
         self._refreshed = time.monotonic()
         self._on_request = on_request
         # The process id in the user agent lets the audit log tell two instances (HA) apart.
-        agent = f"paddle-kuscia-operator/{_version()} (pid {os.getpid()})"
+        agent = agent or f"paddle-kuscia-operator/{_version()} (pid {os.getpid()})"
         self._headers = {"Accept": "application/json", "User-Agent": agent}
         self._session: aiohttp.ClientSession | None = None
 
@@ -176,8 +201,27 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
+        accept: str | None = None,
     ) -> dict[str, Any]:
+        raw = await self.request_raw(
+            method, path, body=body, content_type=content_type, params=params, accept=accept
+        )
+        return json.loads(raw) if raw else {}
+
+    async def request_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+        accept: str | None = None,
+    ) -> bytes:
+        """The response body as bytes: for answers that are not JSON objects (the API server's /metrics)."""
         headers = {**self._auth()}
+        if accept is not None:
+            headers["Accept"] = accept
         content = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -195,19 +239,51 @@ class KubeClient:
         if self._on_request:
             self._on_request(method, path, status, time.monotonic() - started)
         if status >= 400:
-            text = raw.decode(errors="replace")
-            try:
-                message = json.loads(raw).get("message", text)
-            except (ValueError, AttributeError):
-                message = text
-            cls = {404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid, 403: Forbidden}.get(
-                status, KubeError
-            )
-            raise cls(status, f"{method} {path}: {message}")
-        return json.loads(raw) if raw else {}
+            raise _error(method, path, status, raw)
+        return raw
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))
+
+    async def create(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST `obj` to its collection (namespaced when its metadata names a namespace)."""
+        return await self.request("POST", resource.path(obj["metadata"].get("namespace")), body=obj)
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        accept: str | None = None,
+        timeout: int = 600,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events from `resource_version` on, until the server ends the stream after `timeout` seconds.
+
+        The operator's watches are kopf's; this one is for tools that time objects from outside (the bench).
+        """
+        path = resource.path(namespace)
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout),
+        }
+        headers = {**self._auth(), **({"Accept": accept} if accept else {})}
+        wait = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=timeout + 30.0)
+        try:
+            async with self._http().get(
+                self._base + path, params=params, headers=headers, timeout=wait
+            ) as resp:
+                if resp.status >= 400:
+                    raise _error("GET", path, resp.status, await resp.read())
+                rest = b""
+                async for chunk in resp.content.iter_any():
+                    lines, rest = split_lines(rest + chunk)
+                    for line in lines:
+                        yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise KubeError(0, f"watch {path}: {type(err).__name__}: {err}") from err
 
     async def apply(self, resource: Resource, obj: dict[str, Any], *, field_manager: str) -> dict[str, Any]:
         """Server-side apply: we own exactly the fields we send; other controllers' defaults stay theirs."""
