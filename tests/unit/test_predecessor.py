@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from paddle_kuscia.builders.knative import Owner
-from paddle_kuscia.reconcile.paddleservice import owned_by_predecessor
+from paddle_kuscia.reconcile.knative_serving import owned_by_predecessor
 
 OWNER = Owner("svc", "ns", "uid-new", {})
 

@@ -6,7 +6,7 @@ import copy
 import time
 from typing import Any
 
-from paddle_kuscia.reconcile.paddleservice import HOLD_SECONDS, _hold
+from paddle_kuscia.reconcile.knative_serving import HOLD_SECONDS, _hold
 from paddle_kuscia.runtime.context import Config, Context
 from paddle_kuscia.status.knative import APPLY_FAILED, worth_writing
 

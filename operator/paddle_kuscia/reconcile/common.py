@@ -1,4 +1,5 @@
-"""Status writes and Events shared by every reconciler: write only what changed, say only what moved."""
+"""What the reconcilers share: status writes and Events (write only what changed, say only what moved),
+finalizers, and ownership of a child."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
 
-from ..adapters.kube import Conflict, KubeError, NotFound, Resource
+from ..adapters.kube import PADDLESERVICES, Conflict, KubeError, NotFound, Resource
 from ..builders.compare import merge_patch
 from ..models.base import WireModel
-from ..models.paddleservice import Condition, ConditionedStatus, ConditionStatus
+from ..models.paddleservice import Condition, ConditionedStatus, ConditionStatus, PaddleServiceStatus
 from ..runtime.cache import ObjectCache
 from ..runtime.context import Context, now_rfc3339
 from ..runtime.queue import RetryLater
@@ -193,3 +194,25 @@ async def remove_finalizer(
     logger.info(
         "Released finalizer kind=%s namespace=%s name=%s", resource.kind, meta["namespace"], meta["name"]
     )
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """`obj` is controlled by the object with this uid: both PaddleService paths touch only their own Knative
+    Service (the Knative path updates it, the Kuscia path deletes it after a backend switch)."""
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in obj["metadata"].get("ownerReferences") or []
+    )
+
+
+async def refuse_paddleservice(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
+    """Ready=False with `reason`: the PaddleService cannot be served as it is written."""
+    logger.warning(
+        "Refused PaddleService namespace=%s name=%s reason=%s message=%s",
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+        reason,
+        message,
+    )
+    status = failure_status(body, model=PaddleServiceStatus, reason=reason, message=message)
+    await write_status(ctx, PADDLESERVICES, ctx.paddleservices, body, status)

@@ -28,7 +28,7 @@ from ..runtime.queue import RetryLater
 from ..status.conditions import condition
 from ..status.kuscia import UNSEEN, Problem
 from ..status.kuscia_plan import plan_serving
-from .common import ensure_finalizer, failure_status, remove_finalizer, write_status
+from .common import ensure_finalizer, failure_status, owned_by, remove_finalizer, write_status
 
 logger = logging.getLogger("paddle_kuscia")
 
@@ -137,8 +137,6 @@ async def _refuse(ctx: Context, body: dict[str, Any], reason: str, message: str)
 
 async def _drop_knative_service(ctx: Context, key: Key, uid: str) -> None:
     """A PaddleService moved from Knative to Kuscia: its Knative Service goes."""
-    from .paddleservice import owned_by
-
     live = ctx.knative_services.get(key)
     if live is not None and owned_by(live, uid):
         try:
