@@ -149,11 +149,14 @@ def manifest(name: str, spec: Obj) -> Obj:
     }
 
 
+APPLY_CHUNK = 100  # objects per kubectl call: kubectl applies them one by one, and each call has a timeout
+
+
 def apply_all(cp: ControlPlane, namespace: str, specs: dict[str, Obj]) -> None:
-    """Apply many PaddleServices with one kubectl call (full replacement of each spec)."""
-    if specs:
-        items = [manifest(name, spec) for name, spec in sorted(specs.items())]
-        cp.apply({"apiVersion": "v1", "kind": "List", "items": items}, namespace)
+    """Apply many PaddleServices (full replacement of each spec), a hundred per kubectl call."""
+    items = [manifest(name, spec) for name, spec in sorted(specs.items())]
+    for i in range(0, len(items), APPLY_CHUNK):
+        cp.apply({"apiVersion": "v1", "kind": "List", "items": items[i : i + APPLY_CHUNK]}, namespace)
 
 
 def delete_all(cp: ControlPlane, namespace: str, names: list[str]) -> None:

@@ -1,7 +1,7 @@
 """A small async Kubernetes API client for the writes and reads the reconcilers make.
 
 kopf does the watching; this client does everything else over one pool of keep-alive connections, with
-the credentials that the `kubernetes` package resolves from a kubeconfig or the in-cluster ServiceAccount.
+the credentials `adapters.kubeconfig` reads from a kubeconfig or the in-cluster ServiceAccount.
 Wire errors become a few typed exceptions, so reconcilers can tell "retry later" from "give up".
 
 The transport is aiohttp, which kopf already runs on: `hack/bench.py --n 1000` measured the operator at
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
+
+from paddle_kuscia.adapters import kubeconfig as credentials
 
 logger = logging.getLogger(__name__)
 
@@ -123,18 +123,6 @@ def _version() -> str:
         return "dev"
 
 
-def _load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
-    cfg = k8s_client.Configuration()
-    if kubeconfig is not None:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        return cfg
-    try:
-        k8s_config.load_incluster_config(client_configuration=cfg)
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=cfg)
-    return cfg
-
-
 class KubeClient:
     """Async client; one per operator process.
 
@@ -151,18 +139,19 @@ class KubeClient:
         kubeconfig: str | None = None,
         agent: str | None = None,
     ) -> None:
-        cfg = _load_configuration(kubeconfig)
+        creds = credentials.load(kubeconfig)
+        creds.bearer()  # an exec plugin may answer with a client certificate
         # The API server's certificate is always verified: against the kubeconfig's CA, or the system's
-        # trust store when the kubeconfig asks to skip verification (which this client does not honour).
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert if cfg.verify_ssl else None)
-        if cfg.cert_file and cfg.key_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        self._cfg = cfg
-        self._base = cfg.host.rstrip("/")
+        # trust store when the kubeconfig names none (`insecure-skip-tls-verify` is not honoured).
+        ctx = ssl.create_default_context(cafile=creds.ca_file)
+        if creds.cert_file and creds.key_file:
+            ctx.load_cert_chain(creds.cert_file, creds.key_file)
+        self.credentials = creds
+        self._client_cert = creds.cert_file
+        self._base = creds.server.rstrip("/")
         self._ssl = ctx
         self._max_connections = max_connections
         self._timeout = timeout
-        self._refreshed = time.monotonic()
         self._on_request = on_request
         # The process id in the user agent lets the audit log tell two instances (HA) apart.
         agent = agent or f"paddle-kuscia-operator/{_version()} (pid {os.getpid()})"
@@ -185,13 +174,13 @@ class KubeClient:
             self._session = None
 
     def _auth(self) -> dict[str, str]:
-        # Tokens may be rotated on disk (projected ServiceAccount tokens, exec plugins): ask each time.
-        if self._cfg.refresh_api_key_hook is not None and time.monotonic() - self._refreshed > 60:
-            self._cfg.refresh_api_key_hook(self._cfg)
-            self._refreshed = time.monotonic()
-        settings = self._cfg.auth_settings().get("BearerToken") or {}
-        token = settings.get("value")
-        return {"Authorization": token} if token else {}
+        # Tokens rotate (projected ServiceAccount tokens, exec plugins): `bearer()` re-reads them when due.
+        token = self.credentials.bearer()
+        cert, key = self.credentials.cert_file, self.credentials.key_file
+        if cert != self._client_cert and cert and key:  # an exec plugin's new certificate
+            self._ssl.load_cert_chain(cert, key)
+            self._client_cert = cert
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def request(
         self,

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import kopf
 
+from ..adapters import kubeconfig
 from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeClient, KubeError
 from ..models import kuscia as kuscia_models
 from ..models import paddleservice as ps_models
@@ -91,6 +92,22 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches use the credentials our client uses (`adapters.kubeconfig`). kopf asks again when the
+    API server answers 401, which picks up a rotated token."""
+    creds = kubeconfig.load()
+    token = creds.bearer()
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_file,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=creds.cert_file,
+        private_key_path=creds.key_file,
+        default_namespace=creds.namespace,
+    )
+
+
 class Operator:
     """The kopf handlers of one operator process, bound to its `Config`; the `Context` exists once started."""
 
@@ -111,7 +128,7 @@ class Operator:
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         # kopf puts its default login handlers on its global registry only; ours needs one of its own.
-        kopf.on.login(registry=registry)(kopf.login_via_client)
+        kopf.on.login(registry=registry)(login)
         kopf.on.startup(registry=registry)(self.startup)
         kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL, registry=registry)(
