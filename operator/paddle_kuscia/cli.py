@@ -42,6 +42,7 @@ def config_from(args: argparse.Namespace) -> Config:
         backoff_max=args.backoff_max,
         leader_elect=args.leader_elect,
         leader_election_namespace=args.leader_election_namespace,
+        leader_election_name=args.leader_election_name,
         liveness=args.liveness,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
@@ -211,6 +212,11 @@ def parser() -> argparse.ArgumentParser:
         help="HA: several instances, only the holder of a Lease reconciles",
     )
     run.add_argument("--leader-election-namespace", default=default.leader_election_namespace)
+    run.add_argument(
+        "--leader-election-name",
+        default=default.leader_election_name,
+        help="the Lease's name: one per shard when instances split the namespaces between them",
+    )
     run.add_argument(
         "--liveness",
         default=default.liveness,

@@ -40,6 +40,7 @@ def test_every_setting_has_a_flag() -> None:
         "--backoff-max=9",
         "--leader-elect",
         "--leader-election-namespace=ns",
+        "--leader-election-name=shard-a",
         "--liveness=http://0.0.0.0:1/healthz",
         "--metrics-port=9",
         "--metrics-address=127.0.0.1",
@@ -104,3 +105,18 @@ def test_standalone_is_still_accepted_and_kopf_peering_flags_are_gone(
         with pytest.raises(SystemExit):
             config(flag)
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "inside", "outside"),
+    [
+        ((), ["default", "team-a"], []),
+        (("team-a",), ["team-a"], ["team-ab", "team-b"]),
+        (("team-[a-m]*", "ops"), ["team-a", "team-mx", "ops"], ["team-n", "ops-2", "default"]),
+    ],
+)
+def test_a_shard_serves_only_its_namespaces(
+    namespaces: tuple[str, ...], inside: list[str], outside: list[str]
+) -> None:
+    cfg = Config(namespaces=namespaces)
+    assert [n for n in inside + outside if cfg.watches(n)] == inside

@@ -69,6 +69,8 @@ async def _prime(ctx: Context) -> None:
                     logger.warning("Could not list %s before start: %s", resource.plural, err)
                     break
                 for item in page.get("items") or []:
+                    if not ctx.config.watches(item["metadata"]["namespace"]):
+                        continue  # listed across namespaces for globs: keep only this shard's
                     item.setdefault("apiVersion", resource.api_version)
                     item.setdefault("kind", resource.kind)
                     cache.store(item)
@@ -195,7 +197,7 @@ class Operator:
         if config.lease_namespace is None:
             act()
             return
-        elector = LeaderElector(kube, namespace=config.lease_namespace)
+        elector = LeaderElector(kube, namespace=config.lease_namespace, name=config.leader_election_name)
         ctx.tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
 
         async def act_when_leading() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ class Config:
     backoff_max: float = 300.0
     leader_elect: bool = False  # several instances; only the holder of the Lease reconciles
     leader_election_namespace: str = "paddle-kuscia-system"
+    leader_election_name: str = "paddle-kuscia-operator"  # one Lease per shard when namespaces are split
     liveness: str | None = None  # kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
@@ -64,6 +66,10 @@ class Config:
     def lease_namespace(self) -> str | None:
         """Where the leader-election Lease lives; None: no leader election, this instance acts at once."""
         return self.leader_election_namespace if self.leader_elect else None
+
+    def watches(self, namespace: str) -> bool:
+        """Whether `namespace` is one this operator serves (its `--namespace` names and globs; all without)."""
+        return not self.namespaces or any(fnmatch.fnmatchcase(namespace, n) for n in self.namespaces)
 
     @property
     def listed_namespaces(self) -> list[str] | None:
