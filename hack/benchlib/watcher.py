@@ -21,9 +21,15 @@ import sys
 import time
 from typing import Any
 
-import httpx
+from paddle_kuscia.adapters.kube import KNATIVE_SERVICES, PADDLESERVICES, KubeClient, KubeError, Resource
 
-from .kube import KSVC, METADATA_ONLY, PS, ApiError, Kube, path, ready
+# Watch only metadata: enough to time an object's arrival, at a fraction of the bytes.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+def ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 class Milestones:
@@ -71,20 +77,19 @@ class Milestones:
 
 
 async def inform(
-    kube: Kube, gv_plural: tuple[str, str], ns: str, on: Any, synced: asyncio.Event, accept: str | None
+    kube: KubeClient, resource: Resource, ns: str, on: Any, synced: asyncio.Event, accept: str | None
 ) -> None:
     """List, then watch from the list's resourceVersion; relist after 410 Gone."""
-    url = path(*gv_plural, ns)
     rv: str | None = None
     while True:
         if rv is None:
-            listing = await kube.request("GET", url)
+            listing = await kube.request("GET", resource.path(ns))
             for item in listing.get("items") or []:
                 on("ADDED", item)
             rv = listing["metadata"]["resourceVersion"]
             synced.set()
         try:
-            async for event in kube.watch(url, rv, accept=accept):
+            async for event in kube.watch(resource, ns, rv, accept=accept):
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
                     rv = None if obj.get("code") == 410 else rv
@@ -92,22 +97,28 @@ async def inform(
                 rv = obj.get("metadata", {}).get("resourceVersion") or rv
                 if event.get("type") != "BOOKMARK":
                     on(event["type"], obj)
-        except ApiError as err:
+        except KubeError as err:
             if err.status == 410:
                 rv = None
             else:
                 await asyncio.sleep(0.5)
-        except httpx.HTTPError:
-            await asyncio.sleep(0.5)
 
 
 async def main(kubeconfig: str, namespaces: list[str]) -> None:
-    kube = Kube(kubeconfig, connections=2 * len(namespaces) + 2, agent="paddle-kuscia-bench-watcher")
+    kube = KubeClient(
+        kubeconfig=kubeconfig,
+        max_connections=2 * len(namespaces) + 2,
+        timeout=60.0,
+        agent="paddle-kuscia-bench-watcher",
+    )
     ms = Milestones()
     synced: list[asyncio.Event] = []
     tasks = []
     for ns in namespaces:
-        for resource, on, accept in ((PS, ms.on_ps, None), (KSVC, ms.on_ksvc, METADATA_ONLY)):
+        for resource, on, accept in (
+            (PADDLESERVICES, ms.on_ps, None),
+            (KNATIVE_SERVICES, ms.on_ksvc, METADATA_ONLY),
+        ):
             synced.append(asyncio.Event())
             tasks.append(asyncio.create_task(inform(kube, resource, ns, on, synced[-1], accept)))
     await asyncio.gather(*(s.wait() for s in synced))

@@ -1,0 +1,57 @@
+"""The bench's printed report reads the result dict alone: phases that did not run print as n/a, not errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchlib.report import TARGETS, report, table
+
+
+def _result(**figures: Any) -> dict[str, Any]:
+    return {
+        "n": 10,
+        "workers": 2,
+        "machine": {"nproc": 2, "memory_gib": 4.0, "loadavg_at_start": [0.1, 0.2, 0.3]},
+        **figures,
+    }
+
+
+def _verdicts(text: str) -> dict[str, str]:
+    lines = text.split("\nTargets\n", 1)[1].splitlines()
+    verdicts = ("NOT met", "met", "n/a")
+    return {line.split()[0]: next(v for v in verdicts if line.endswith(" " + v)) for line in lines}
+
+
+def test_a_run_without_its_phases_reports_every_target_as_not_applicable() -> None:
+    text = report(_result(**dict.fromkeys(TARGETS)))
+    assert "paddle-kuscia bench  N=10  workers=2" in text
+    assert set(_verdicts(text).values()) == {"n/a"}
+    assert "Kuscia backend" not in text
+
+
+def test_each_figure_is_judged_against_its_target() -> None:
+    text = report(
+        _result(
+            ratio=1.2,
+            writes_per_object=3.5,
+            idle_writes=0,
+            restart_writes=2,
+            kuscia_calls_per_interval={"job": 1.0, "serving": 1.0},
+            kuscia_call_limit=1,
+            peak_rss_mib=90.0,
+            kuscia={"jobs": 5, "deployments": 5, "poll_interval": 2.0},
+        )
+    )
+    assert _verdicts(text) == {
+        "ratio": "met",
+        "writes_per_object": "NOT met",
+        "idle_writes": "met",
+        "restart_writes": "NOT met",
+        "kuscia_calls_per_interval": "met",
+        "peak_rss_mib": "met",
+    }
+    assert "Kuscia backend" in text
+
+
+def test_a_table_aligns_its_values_after_the_longest_label() -> None:
+    assert table([("a", 1), ("longer", "x")], "T") == "T\n-\na       1\nlonger  x"
