@@ -16,6 +16,8 @@ from typing import Any
 from ..models.observed import KnativeObservation
 from ..models.paddleservice import (
     DEFAULT_CANARY_TRAFFIC_PERCENT,
+    DEFAULT_CPU,
+    DEFAULT_MEMORY,
     AcceleratorType,
     EndpointSpec,
     PaddleServiceSpec,
@@ -31,8 +33,6 @@ TAG_DEFAULT = "default"
 TAG_CANARY = "canary"
 MAX_NAME = 52  # 63 (revision name limit) - 1 (dash) - 10 (hash)
 
-DEFAULT_CPU = "200m"
-DEFAULT_MEMORY = "512Mi"
 DEFAULT_TIMEOUT_SECONDS = 300
 
 ACCELERATOR_RESOURCES = {

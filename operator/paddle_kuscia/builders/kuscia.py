@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 from ..models.kuscia import KusciaDeploymentSpec, KusciaJobSpec
-from ..models.paddleservice import PaddleServiceSpec
-from .knative import DEFAULT_CPU, DEFAULT_MEMORY
+from ..models.paddleservice import DEFAULT_CPU, DEFAULT_MEMORY, PaddleServiceSpec
 
 APPIMAGE_PORT_NAME = "service"
 BFIA_ROLES = ("arbiter", "host", "guest")

@@ -20,6 +20,9 @@ KIND = "PaddleService"
 PLURAL = "paddleservices"
 
 DEFAULT_CANARY_TRAFFIC_PERCENT = 50  # ElasticServing's, when a canary has no canaryTrafficPercent
+# What a container requests when its spec names no cpu or memory, on either backend (ElasticServing's values).
+DEFAULT_CPU = "200m"
+DEFAULT_MEMORY = "512Mi"
 
 DURATION_OR_SECONDS = r"^(([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|[0-9]+)$"
 
