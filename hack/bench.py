@@ -101,9 +101,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--create-concurrency", type=int, default=32, help="the harness's creates in flight")
     p.add_argument(
         "--knative",
-        choices=("real", "sim"),
+        choices=("real", "sim", "none"),
         default="real",
-        help="Knative Serving's real control plane (default), or the simulator (tests/support/knative_sim.py)",
+        help="Knative Serving's real control plane (default), the simulator (tests/support/knative_sim.py), "
+        "or none: only Knative's CRDs, so a run measures the operator's own cost per object",
     )
     p.add_argument("--ready-delay", type=float, default=0.3, help="Knative simulator revision ready delay")
     p.add_argument("--sim-workers", type=int, default=4, help="Knative simulator reconciles in flight")

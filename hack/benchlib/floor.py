@@ -99,9 +99,11 @@ async def floor(h: Harness, run: int) -> None:
     h.result["floor"] = {k: rnd(sum(r[k] for r in runs) / len(runs)) for k in averaged}
     h.result["floor_seconds"] = h.result["floor"]["seconds"]
     h.result["floor_seconds_runs"] = [r["seconds"] for r in runs]
-    log(f"floor {run}: {seconds:.2f}s; waiting for Knative to finish the floor's Knative Services")
-    settled = await wait_knative_ready(h, namespaces, timeout=a.timeout)
-    figures["knative_ready_seconds"] = rnd(time.monotonic() - m1["t"]) if settled else None
+    figures["knative_ready_seconds"] = None
+    if a.knative != "none":
+        log(f"floor {run}: {seconds:.2f}s; waiting for Knative to finish the floor's Knative Services")
+        if await wait_knative_ready(h, namespaces, timeout=a.timeout):
+            figures["knative_ready_seconds"] = rnd(time.monotonic() - m1["t"])
 
 
 async def wait_knative_ready(h: Harness, namespaces: list[str], timeout: float) -> bool:

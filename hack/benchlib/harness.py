@@ -134,7 +134,7 @@ class Harness:
     async def setup(self) -> None:
         log(f"starting or reusing the control plane (logs and outputs in {self.out_dir})")
         # The simulator replaces Knative's controllers: never both.
-        self.plane = ControlPlane.start(knative=self.args.knative != "sim")
+        self.plane = ControlPlane.start(knative=self.args.knative == "real")
         self.result["control_plane"] = {"run_dir": str(self.plane.run_dir), "owned": self.plane.owned}
         base = ROOT / "manifests" / "base"
         self.plane.kubectl(
@@ -151,6 +151,12 @@ class Harness:
             self.sim = Simulator(self.plane, self.out_dir, self.args.ready_delay, self.args.sim_workers)
             self.result["knative_sim"] = await self.sim.start(self.admin)
             log(f"Knative simulator {self.result['knative_sim']}")
+        elif self.args.knative == "none":
+            if (self.plane.run_dir / "knative-controller.pid").exists():
+                raise RuntimeError(
+                    "a control plane with Knative's controllers is running; --knative none needs one without"
+                )
+            log("no Knative controller: Knative Services are stored and never become Ready")
         else:
             log("Knative Serving's real controller, webhook and autoscaler (hack/knative.sh)")
         await self.create_namespaces(self.rollout_ns + ([] if self.args.skip_kuscia else [self.kuscia_ns]))

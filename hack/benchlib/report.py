@@ -64,10 +64,11 @@ def report(r: dict[str, Any]) -> str:
         f"paddle-kuscia bench  N={r['n']}  workers={r['workers']}  machine: {m['nproc']} cores, {m['memory_gib']} GiB"
         f"  load at start {m['loadavg_at_start']}",
         "Knative: "
-        + (
-            "the simulator (tests/support/knative_sim.py)"
-            if r.get("knative") == "sim"
-            else "Knative Serving's real controller, webhook and autoscaler; pods on kwok"
+        + {
+            "sim": "the simulator (tests/support/knative_sim.py)",
+            "none": "no controller: Knative Services are only stored, nothing becomes Ready (cost per object)",
+        }.get(
+            r.get("knative") or "", "Knative Serving's real controller, webhook and autoscaler; pods on kwok"
         ),
         f"versions: python {v.get('python')}  kopf {v.get('kopf')}  httpx {v.get('httpx')}  kube-apiserver "
         f"{v.get('kube_apiserver')}  etcd {v.get('etcd')}  git {v.get('git_commit')} "
