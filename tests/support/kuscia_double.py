@@ -1539,7 +1539,12 @@ class KusciaDouble:
             return _not_found()
         handler = route[0]
         request_class, response_class = ROUTES[path]
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (
+            ConnectionResetError
+        ):  # the client went away mid-request (a killed operator): nothing to answer
+            return web.Response(status=499)
         try:
             body = json.loads(raw) if raw.strip() else {}
             self.requests.append((path, body))
