@@ -134,8 +134,11 @@ configure() {
   local registries="kind.local,ko.local,dev.local,example.invalid,registry.invalid,registry.example.com"
   registries+=",registry.example,registry.baidubce.com,secretflow-registry.cn-hangzhou.cr.aliyuncs.com"
   registries+=",docker.io,index.docker.io,ghcr.io,quay.io,gcr.io,registry.k8s.io"
+  # Knative gives a revision 10 minutes to reach its initial scale, then fails it for good ("Initial scale was
+  # never achieved"). On 2 shared cores, with hundreds of revisions and kube-apiserver restarted under them
+  # (hack/soak.py), its own controllers can take longer than that: 30 minutes here.
   patch_cm config-deployment "{\"queue-sidecar-image\": \"registry.invalid/knative/queue:v$KNATIVE_SERVING_VERSION\",
-    \"registries-skipping-tag-resolving\": \"$registries\"}"
+    \"registries-skipping-tag-resolving\": \"$registries\", \"progress-deadline\": \"1800s\"}"
   patch_cm config-network '{"ingress-class": "fake.ingress.networking.knative.dev"}'
   patch_cm config-domain '{"example.com": ""}'
   patch_cm config-leader-election '{"lease-duration": "15s", "renew-deadline": "10s", "retry-period": "2s"}'
