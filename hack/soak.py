@@ -235,7 +235,7 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
         replicas.keep_up()
         leader = replicas.leader(cp)
         fleet, created = create_fleet(cp, ns, knative=args.n - kuscia_backed, kuscia_backed=kuscia_backed)
-        log(f"created {created} PaddleServices in {ns} ({kuscia_backed} on Kuscia); operator logs in {logs}")
+        log(f"created {created} PaddleServices in {ns} ({kuscia_backed} on Kuscia)")
         users = Users(cp, ns, fleet, rng)
         updates, deletes = max(12, args.n // 50), max(2, args.n // 500)
         faults = ["kill"] * args.kills + ["apiserver"] * args.apiserver_restarts
@@ -375,16 +375,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--stall", type=float, default=300, help="give up once the same problems persist this long"
     )
-    p.add_argument("--run-dir", type=Path, help="control-plane run directory (default: a new temporary one)")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        help="operator logs here, the control plane in its control-plane/ (default: a new temporary folder); "
+        "the control plane's folder is removed when it stops, the logs stay",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    work = args.run_dir or Path(tempfile.mkdtemp(prefix="pk-soak-"))
-    log(f"control plane with Knative in {work}")
-    cp = ControlPlane.start(work, knative=True)
+    work = args.out_dir or Path(tempfile.mkdtemp(prefix="pk-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"control plane with Knative in {work / 'control-plane'}; operator logs in {work / 'operators'}")
+    cp = ControlPlane.start(work / "control-plane", knative=True)
     try:
         with KusciaDoubleThread(work / "kuscia-pki", step_seconds=0.3, seed=args.seed) as emulator:
             figures = soak(args, cp, emulator, work)
