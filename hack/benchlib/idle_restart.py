@@ -47,11 +47,13 @@ async def restart(h: Harness, op: Operator) -> None:
     m0 = await h.mark()
     new = await h.start_operator(h.rollout_ns, "restart")
     live = time.monotonic() - new.started
+    synced = await reconciled_all(new, h.n, timeout=max(h.args.restart_seconds, 600.0))
     await asyncio.sleep(max(0.0, h.args.restart_seconds - (time.monotonic() - new.started)))
     m1 = await h.mark(end=True)
     win = h.window(m0, m1)
     key = h.operator_cpu_key(new)
     win["liveness_seconds"] = rnd(live)
+    win["synced_seconds"] = rnd(synced) if synced is not None else None
     win["operator_cpu_seconds"] = rnd(m1["cpu"].get(key, 0.0))
     win["peak_rss_mib"] = rnd(new.peak_rss_mib(), 1)
     win["rss_mib_at_end"] = rnd(new.rss_mib(), 1)
@@ -61,3 +63,14 @@ async def restart(h: Harness, op: Operator) -> None:
     r["restart_writes"] = win["operator_writes"]
     r["peak_rss_mib"] = max(r["rollout_peak_rss_mib"], win["peak_rss_mib"])
     new.stop()
+
+
+async def reconciled_all(op: Operator, n: int, timeout: float) -> float | None:
+    """Seconds from the operator's start until it has reconciled every one of the N PaddleServices once (its
+    caches primed, its queue through them): restart-to-synced. None when not within `timeout`."""
+    while time.monotonic() - op.started < timeout:
+        counts = (await op.metrics())["reconciles"]
+        if sum(v for k, v in counts.items() if k.startswith("PaddleService ")) >= n:
+            return time.monotonic() - op.started
+        await asyncio.sleep(0.5)
+    return None

@@ -141,6 +141,11 @@ def report(r: dict[str, Any]) -> str:
                     f"{r.get('idle_writes')} in {idle.get('seconds')} s  {idle.get('operator_writes_by_kind') or ''}",
                 ),
                 (
+                    "restart: every object reconciled",
+                    f"{restart.get('synced_seconds')} s after the new operator started "
+                    f"(live after {restart.get('liveness_seconds')} s)",
+                ),
+                (
                     "restart writes by operator",
                     f"{r.get('restart_writes')} in {restart.get('seconds')} s  {restart.get('operator_writes_by_kind') or ''}",
                 ),
