@@ -153,6 +153,17 @@ def test_operator_uses_exactly_the_verbs_its_cluster_role_grants_and_leaks_no_se
                 timeout=60,
                 what=f"{kind}/{name} gone",
             )
+        # The Lease is renewed (an update) every 5 s; a quick tour must still see one renewal.
+        wait_for(
+            lambda: (
+                (lease := control_plane.get("lease", "paddle-kuscia-operator", "paddle-kuscia-system") or {})
+                .get("spec", {})
+                .get("renewTime")
+                not in (None, lease.get("spec", {}).get("acquireTime"))
+            ),
+            timeout=30,
+            what="the leader Lease renewed once",
+        )
         events = json.loads(control_plane.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
         statuses = [o.get("status") for kind in ("ps", "kd", "kj") for o in control_plane.list(kind, ns)]
         operator_log = operator.log()

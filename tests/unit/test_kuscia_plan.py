@@ -320,3 +320,11 @@ def test_plans_do_not_change_their_inputs() -> None:
     before = copy.deepcopy(previous)
     serve(spec, previous=previous, remote=reported(3), first_look=True)
     assert previous == before
+
+
+def test_a_refused_attempt_is_the_same_with_or_without_kubectls_last_applied_copy() -> None:
+    """The caches drop kubectl's last-applied annotation; a reconcile from a fresh API answer still has it. Both
+    must name the same attempt, or a refused request is sent again."""
+    annotations = {"team": "a", "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {}}'}
+    assert attempt_key("d", 1, annotations) == attempt_key("d", 1, {"team": "a"})
+    assert attempt_key("d", 1, {"team": "b"}) != attempt_key("d", 1, {"team": "a"})

@@ -38,3 +38,7 @@ QUANTITY_MAP: dict[str, Any] = {
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Kuscia's K3sRegex: ids of servings, jobs and domains.
 KUSCIA_ID = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
+
+# The copy of the whole object that client-side `kubectl apply` keeps in an annotation: the caches drop it, and
+# nothing the operator decides may depend on it.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..adapters.kube import KubeClient
+from ..models.base import LAST_APPLIED
 from .cache import IndexedCache, ObjectCache
 from .queue import WorkQueue
 
@@ -81,9 +82,6 @@ class Config:
 
 def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def slim_object(obj: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ..builders.kuscia import (
     unsupported_on_kuscia,
     update_request,
 )
+from ..models.base import LAST_APPLIED
 from ..models.kuscia import KusciaDeploymentSpec, KusciaDeploymentStatus, KusciaJobSpec, KusciaJobStatus
 from ..models.paddleservice import PaddleServiceSpec, PaddleServiceStatus
 from .kuscia import (
@@ -78,8 +79,11 @@ Refused = tuple[str, Problem]
 
 def attempt_key(request_digest: str, generation: int, annotations: Mapping[str, str] | None) -> str:
     """What a refused request is remembered by: the request plus the object's generation and annotations,
-    so editing the object (or only annotating it) allows one new attempt, and nothing else does."""
-    return f"{request_digest}/{generation}/{json.dumps(dict(annotations or {}), sort_keys=True)}"
+    so editing the object (or only annotating it) allows one new attempt, and nothing else does. kubectl's
+    last-applied copy is left out: the caches drop it, so a reconcile from the cache and one from a fresh API
+    answer must remember the same attempt (they once did not, and a refused job was sent twice)."""
+    kept = {k: v for k, v in (annotations or {}).items() if k != LAST_APPLIED}
+    return f"{request_digest}/{generation}/{json.dumps(kept, sort_keys=True)}"
 
 
 def _still_refused(refused: Refused | None, attempt: str) -> Problem | None:
