@@ -32,19 +32,9 @@ from benchlib import apiserver, proc  # noqa: E402
 from benchlib.base import log, rnd  # noqa: E402
 from benchlib.harness import Harness  # noqa: E402
 from benchlib.objects import NAMESPACES, create_all, spread  # noqa: E402
-from benchlib.processes import Operator  # noqa: E402
+from benchlib.processes import Operator, Watch  # noqa: E402
 from paddle_kuscia.adapters.kube import PADDLESERVICES, KubeClient  # noqa: E402
 from support.control_plane import ControlPlane  # noqa: E402
-
-
-async def converged(admin: KubeClient, namespaces: list[str], n: int) -> bool:
-    done = 0
-    for ns in namespaces:
-        body = await admin.request("GET", PADDLESERVICES.path(ns))
-        for item in body.get("items") or []:
-            status = item.get("status") or {}
-            done += status.get("observedGeneration") == item["metadata"]["generation"]
-    return done >= n
 
 
 async def wait(check: Any, timeout: float, what: str) -> float:
@@ -89,13 +79,22 @@ async def setting(
             await op.wait_live()
 
     api = apiserver_pid(plane)
+    watch = Watch()  # stamps each object's milestones from its own watch streams
+    await watch.start(plane.admin_kubeconfig, namespaces, out / f"watcher-{shards}.log")
     ops = start("rollout")
     await live(ops)
     await asyncio.sleep(3.0)  # kopf opens its watch streams after the liveness endpoint
     cpu0, api0, req0 = [op.cpu() for op in ops], proc.cpu_seconds(api), await api_requests(admin)
     t0 = time.monotonic()
-    await create_all(admin, PADDLESERVICES, spread(n, namespaces), 32)
-    took = await wait(lambda: converged(admin, namespaces, n), 1800, "every object converged")
+    names = set(await create_all(admin, PADDLESERVICES, spread(n, namespaces), 32))
+
+    async def converged() -> bool:  # its Knative Service applied and its generation observed
+        return all(name in watch.ksvc and name in watch.gen for name in names)
+
+    try:
+        took = await wait(converged, 1800, "every object converged")
+    finally:
+        await watch.stop()
     cpu1, api1, req1 = [op.cpu() for op in ops], proc.cpu_seconds(api), await api_requests(admin)
     result: dict[str, Any] = {
         "shards": shards,

@@ -36,8 +36,9 @@ import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 
+from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write  # noqa: E402
 from benchlib.proc import status_kib  # noqa: E402
-from support.control_plane import OPERATOR_USER, WRITE_VERBS, ControlPlane, wait_for  # noqa: E402
+from support.control_plane import ControlPlane, wait_for  # noqa: E402
 from support.fleet import (  # noqa: E402
     Incarnations,
     Users,
@@ -146,42 +147,27 @@ class Replicas:
 # ---- the audit log: who wrote, and when -------------------------------------------------------------
 
 
-def audit_lines(cp: ControlPlane) -> int:
-    with open(cp.audit_log, "rb") as f:
-        return sum(1 for _ in f)
-
-
 def _when(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def operator_audit(cp: ControlPlane, since_line: int, namespace: str) -> tuple[Counter[str], list[str]]:
-    """The operator's writes into `namespace` after `since_line` (by verb), and every pair of operator processes
-    whose writes overlapped in time (each process's first to last write), with the objects both wrote.
-    Leader election holds when that list is empty. Read as a stream: the log runs to gigabytes."""
+def operator_audit(audit: AuditLog, since: int, namespace: str) -> tuple[Counter[str], list[str]]:
+    """The operator's writes into `namespace` after the mark `since` (by verb), and every pair of operator
+    processes whose writes overlapped in time (each process's first to last write), with the objects both
+    wrote. Leader election holds when that list is empty."""
     verbs: Counter[str] = Counter()
     windows: dict[str, list[float]] = {}
     objects: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    with open(cp.audit_log, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f):
-            if number < since_line or OPERATOR_USER not in line:
-                continue
-            e = json.loads(line)
-            ref = e.get("objectRef") or {}
-            if (
-                e.get("stage") != "ResponseComplete"
-                or e["user"]["username"] != OPERATOR_USER
-                or e["verb"] not in WRITE_VERBS
-                or ref.get("resource") == "leases"
-                or ref.get("namespace") != namespace
-            ):
-                continue
-            verbs[e["verb"]] += 1
-            pid = e.get("userAgent", "").rsplit("pid ", 1)[-1].rstrip(")")
-            t = _when(e["requestReceivedTimestamp"])
-            window = windows.setdefault(pid, [t, t])
-            window[0], window[1] = min(window[0], t), max(window[1], t)
-            objects[pid][f"{ref.get('resource')}/{ref.get('name')}"].append(t)
+    for e in audit.events(since, containing=OPERATOR_USER):
+        ref = e.get("objectRef") or {}
+        if not operator_write(e) or ref.get("namespace") != namespace:
+            continue
+        verbs[e["verb"]] += 1
+        pid = e.get("userAgent", "").rsplit("pid ", 1)[-1].rstrip(")")
+        t = _when(e["requestReceivedTimestamp"])
+        window = windows.setdefault(pid, [t, t])
+        window[0], window[1] = min(window[0], t), max(window[1], t)
+        objects[pid][f"{ref.get('resource')}/{ref.get('name')}"].append(t)
     overlaps = []
     ordered = sorted(windows.items(), key=lambda kv: kv[1][0])
     for i, (a, (_, a1)) in enumerate(ordered):
@@ -250,7 +236,8 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
     logs.mkdir(parents=True, exist_ok=True)
     series = Incarnations(cp, logs, operator_args(ns, emulator))
     replicas = Replicas(series, args.replicas, figures)
-    mark = audit_lines(cp)
+    audit = AuditLog(cp.audit_log)
+    mark = audit.mark()
     try:
         replicas.keep_up()
         leader = replicas.leader(cp)
@@ -318,7 +305,7 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
         figures.manifests, figures.edits = created + c.manifests, c.manifests
         figures.deletes, figures.recreated, figures.backend_switches = c.deletes, c.recreated, c.switched
         figures.live, figures.live_kuscia = len(fleet.desired), len(fleet.names(kuscia=True))
-        verbs, figures.overlapping_writers = operator_audit(cp, mark, ns)
+        verbs, figures.overlapping_writers = operator_audit(audit, mark, ns)
         figures.operator_writes = sum(verbs.values())
         figures.operator_writes_by_verb = dict(sorted(verbs.items()))
         figures.writes_per_edit = round(

@@ -11,8 +11,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-OPERATOR_USER = "system:serviceaccount:paddle-kuscia-system:paddle-kuscia-operator"
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+from support.control_plane import OPERATOR_USER, WRITE_VERBS
 
 
 def request_totals(metrics_text: str) -> Counter[tuple[str, str]]:
@@ -54,18 +53,25 @@ class AuditLog:
     def mark(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
-    def events(self, start: int, end: int | None = None) -> Iterator[dict[str, Any]]:
+    def events(self, start: int, end: int | None = None, containing: str = "") -> Iterator[dict[str, Any]]:
+        """The events between two marks, read as a stream (a soak's log runs to gigabytes). With `containing`,
+        lines without that text are skipped before they are parsed."""
         if not self.path.exists():
             return
+        needle = containing.encode()
         with self.path.open("rb") as f:
             f.seek(start)
-            data = f.read() if end is None else f.read(max(0, end - start))
-        for line in data.splitlines():
-            if line.strip():
+            position = start
+            for line in f:
+                position += len(line)
+                if end is not None and position > end:
+                    break  # written after the end mark, or cut by it
+                if needle not in line or not line.strip():
+                    continue
                 try:
                     yield json.loads(line)
                 except ValueError:
-                    continue  # a line cut by the end mark
+                    continue  # a line still being written
 
 
 def completed(e: dict[str, Any]) -> bool:

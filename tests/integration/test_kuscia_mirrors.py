@@ -32,7 +32,7 @@ from kuscia_fixtures import (
     wait_gone,
 )
 
-from support.control_plane import ControlPlane, wait_for
+from support.control_plane import OPERATOR_USER, ControlPlane, wait_for
 from support.kuscia_double import KusciaDoubleThread
 from support.operator import OperatorProcess
 
@@ -41,7 +41,6 @@ __all__ = ["clean_kuscia", "kuscia", "kuscia_namespace", "kuscia_operator", "sta
 KD, KJ = "kusciadeployment", "kusciajob"
 MIRROR = {"paddle-kuscia.io/mirror": "true"}
 FINALIZER = "paddle-kuscia.io/kuscia-mirror"
-OPERATOR_USER = "system:serviceaccount:paddle-kuscia-system:paddle-kuscia-operator"
 
 
 def chain_job(name: str, length: int, *, annotations: dict[str, str] | None = None) -> Obj:

@@ -1,0 +1,56 @@
+"""The bench's and the soak's audit-log reader: byte marks bound a phase, lines are streamed, and a filter
+skips lines before they are parsed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write
+
+
+def _event(
+    name: str, user: str = OPERATOR_USER, verb: str = "patch", resource: str = "paddleservices"
+) -> str:
+    return json.dumps(
+        {
+            "stage": "ResponseComplete",
+            "verb": verb,
+            "user": {"username": user},
+            "userAgent": "paddle-kuscia-operator/0 (pid 7)",
+            "objectRef": {"resource": resource, "name": name, "namespace": "ns"},
+        }
+    )
+
+
+def _names(events: Any) -> list[str]:
+    return [e["objectRef"]["name"] for e in events]
+
+
+def test_marks_bound_a_phase_and_a_line_cut_by_the_end_mark_is_left_out(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    assert log.mark() == 0 and list(log.events(0)) == []
+    log.path.write_text(_event("before") + "\n")
+    start = log.mark()
+    with log.path.open("a") as f:
+        f.write(_event("a") + "\n" + _event("b") + "\n")
+    end = log.mark()
+    with log.path.open("a") as f:
+        f.write(_event("after") + "\n" + _event("half")[:20])
+    assert _names(log.events(start, end)) == ["a", "b"]
+    assert _names(log.events(start)) == ["a", "b", "after"]  # the half-written line is skipped
+    assert _names(log.events(start, end - 5)) == ["a"]  # "b" crosses the mark
+
+
+def test_containing_skips_other_users_and_operator_write_keeps_the_operators_writes(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    lines = [
+        _event("mine"),
+        _event("theirs", user="system:kube-controller-manager"),
+        _event("lease", resource="leases"),
+        _event("read", verb="get"),
+    ]
+    log.path.write_text("\n".join(lines) + "\n\n")
+    assert _names(log.events(0, containing=OPERATOR_USER)) == ["mine", "lease", "read"]
+    assert _names(e for e in log.events(0) if operator_write(e)) == ["mine"]
