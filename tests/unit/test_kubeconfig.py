@@ -62,6 +62,21 @@ def test_inline_data_is_written_to_private_files(tmp_path: Path) -> None:
     assert creds.bearer() is None
 
 
+def test_private_files_can_be_removed_before_an_exit_that_skips_atexit(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config",
+        config(cluster={"server": "https://127.0.0.1:6443"}, user={"client-key-data": b64("KEY PEM")}),
+    )
+    first = from_kubeconfig([path]).key_file
+    assert first and Path(first).exists()
+    kubeconfig.remove_private_files()
+    assert not Path(first).parent.exists()
+    kubeconfig.remove_private_files()  # nothing left to remove is fine
+    again = from_kubeconfig([path]).key_file  # a later load writes to a new private folder
+    assert again and Path(again).read_text() == "KEY PEM" and Path(again).parent != Path(first).parent
+    kubeconfig.remove_private_files()
+
+
 def test_paths_are_relative_to_the_kubeconfig_that_names_them(tmp_path: Path) -> None:
     (tmp_path / "pki").mkdir()
     path = write(

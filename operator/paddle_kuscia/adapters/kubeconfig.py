@@ -202,8 +202,16 @@ def _file(entry: Mapping[str, Any], key: str, base: Path, name: str) -> str | No
 @functools.cache
 def _private_dir() -> str:
     path = tempfile.mkdtemp(prefix="paddle-kuscia-credentials-")
-    atexit.register(shutil.rmtree, path, True)
+    atexit.register(remove_private_files)
     return path
+
+
+def remove_private_files() -> None:
+    """Remove the files `key-data` entries were written to. Runs at exit; a process that leaves with
+    `os._exit` (the leader that lost its Lease) calls it first, since atexit handlers do not run then."""
+    if _private_dir.cache_info().currsize:
+        shutil.rmtree(_private_dir(), ignore_errors=True)
+        _private_dir.cache_clear()
 
 
 def _private_file(name: str, data: bytes) -> str:

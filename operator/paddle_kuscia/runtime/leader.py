@@ -13,6 +13,7 @@ import os
 import socket
 from typing import Any
 
+from ..adapters import kubeconfig
 from ..adapters.kube import Conflict, KubeClient, KubeError, NotFound, Resource
 
 logger = logging.getLogger("paddle_kuscia")
@@ -127,4 +128,5 @@ class LeaderElector:
                 logger.error(
                     "Could not renew the leader lease in time; exiting so that only one acts: %s", err
                 )
+            kubeconfig.remove_private_files()  # os._exit skips atexit
             os._exit(75)
