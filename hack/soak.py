@@ -286,6 +286,7 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
                 timeout=args.converge_timeout,
                 what="the fleet to converge",
                 stall=args.stall,
+                interval=args.poll if args.poll is not None else max(1.0, args.n / 100),
             )
             figures.converged_after_last_fault_s = round(time.monotonic() - last_fault, 1)
         except AssertionError as err:
@@ -386,6 +387,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20261202)
     p.add_argument("--progress", type=int, default=200, help="at most this many reconciles between faults")
     p.add_argument("--converge-timeout", type=float, default=1800)
+    p.add_argument(
+        "--poll",
+        type=float,
+        help="seconds between convergence checks (default N/100, at least 1). Each check lists every "
+        "PaddleService, Knative Service and Revision through kubectl, which at N = 1000 competes with "
+        "Knative's own controllers for the cores when done every second",
+    )
     p.add_argument(
         "--stall", type=float, default=300, help="give up once the same problems persist this long"
     )

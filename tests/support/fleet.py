@@ -287,10 +287,16 @@ class _Stalled(Exception):
 
 
 def wait_no_problems(
-    check: Callable[[], list[str]], *, timeout: float, what: str, stall: float | None = None
+    check: Callable[[], list[str]],
+    *,
+    timeout: float,
+    what: str,
+    stall: float | None = None,
+    interval: float = 1.0,
 ) -> float:
-    """Poll `check` until it reports no problem; returns the seconds it took, or fails listing the last ones.
-    With `stall`, fail early once the very same problems have persisted that long (nothing is moving)."""
+    """Poll `check` every `interval` seconds until it reports no problem; returns the seconds it took, or fails
+    listing the last ones. With `stall`, fail early once the very same problems have persisted that long
+    (nothing is moving)."""
     started = time.monotonic()
     last: list[str] = []
     changed = [started]
@@ -304,7 +310,7 @@ def wait_no_problems(
         return not last
 
     try:
-        wait_for(clear, timeout=timeout, interval=1.0, what=what)
+        wait_for(clear, timeout=timeout, interval=interval, what=what)
     except (AssertionError, _Stalled) as err:
         why = f"the same problems for {stall:.0f}s" if isinstance(err, _Stalled) else f"{timeout:.0f}s"
         shown = "\n  ".join(last[:25])
