@@ -54,7 +54,7 @@ class AuditLog:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def events(self, start: int, end: int | None = None, containing: str = "") -> Iterator[dict[str, Any]]:
-        """The events between two marks, read as a stream (a soak's log runs to gigabytes). With `containing`,
+        """The events between two marks, read as a stream (a soak's log reaches hundreds of megabytes). With `containing`,
         lines without that text are skipped before they are parsed."""
         if not self.path.exists():
             return
