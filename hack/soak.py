@@ -28,7 +28,6 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests"), str(ROOT / "operator")]
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,7 +35,7 @@ import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 
-from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write  # noqa: E402
+from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write, stamp  # noqa: E402
 from benchlib.proc import status_kib  # noqa: E402
 from support.control_plane import ControlPlane, wait_for  # noqa: E402
 from support.fleet import (  # noqa: E402
@@ -147,10 +146,6 @@ class Replicas:
 # ---- the audit log: who wrote, and when -------------------------------------------------------------
 
 
-def _when(stamp: str) -> float:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def operator_audit(audit: AuditLog, since: int, namespace: str) -> tuple[Counter[str], list[str]]:
     """The operator's writes into `namespace` after the mark `since` (by verb), and every pair of operator
     processes whose writes overlapped in time (each process's first to last write), with the objects both
@@ -164,7 +159,7 @@ def operator_audit(audit: AuditLog, since: int, namespace: str) -> tuple[Counter
             continue
         verbs[e["verb"]] += 1
         pid = e.get("userAgent", "").rsplit("pid ", 1)[-1].rstrip(")")
-        t = _when(e["requestReceivedTimestamp"])
+        t = stamp(e).timestamp()
         window = windows.setdefault(pid, [t, t])
         window[0], window[1] = min(window[0], t), max(window[1], t)
         objects[pid][f"{ref.get('resource')}/{ref.get('name')}"].append(t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -79,6 +80,11 @@ def completed(e: dict[str, Any]) -> bool:
     if e.get("verb") == "watch":
         return e.get("stage") == "ResponseStarted"
     return e.get("stage") == "ResponseComplete"
+
+
+def stamp(e: dict[str, Any], field: str = "requestReceivedTimestamp") -> dt.datetime:
+    """One of the event's own timestamps (microseconds, UTC)."""
+    return dt.datetime.fromisoformat(e[field])
 
 
 def resource_of(e: dict[str, Any]) -> str:

@@ -130,7 +130,7 @@ def audit_latency(h: Harness, start: int, end: int) -> dict[str, float | None]:
         ref = e.get("objectRef") or {}
         if e.get("stage") != "ResponseComplete" or ref.get("namespace") not in h.rollout_ns:
             continue
-        when = dt.datetime.fromisoformat(e["stageTimestamp"])
+        when = apiserver.stamp(e, "stageTimestamp")
         if (
             ref.get("resource") == "paddleservices"
             and e["verb"] == "create"

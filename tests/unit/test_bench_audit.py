@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write
+from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write, stamp
 
 
 def _event(
@@ -54,3 +54,12 @@ def test_containing_skips_other_users_and_operator_write_keeps_the_operators_wri
     log.path.write_text("\n".join(lines) + "\n\n")
     assert _names(log.events(0, containing=OPERATOR_USER)) == ["mine", "lease", "read"]
     assert _names(e for e in log.events(0) if operator_write(e)) == ["mine"]
+
+
+def test_stamps_are_read_as_the_api_server_writes_them() -> None:
+    e = {
+        "requestReceivedTimestamp": "2026-12-02T12:04:48.569482Z",
+        "stageTimestamp": "2026-12-02T12:04:49.000001Z",
+    }
+    assert stamp(e).timestamp() == 1796213088.569482
+    assert (stamp(e, "stageTimestamp") - stamp(e)).total_seconds() == 0.430519
