@@ -92,3 +92,45 @@ def test_the_index_follows_an_object_that_moves_and_forgets_it_when_it_goes() ->
     assert [r["metadata"]["name"] for r in cache.by_index(("n", "b"))] == ["r2"]
     cache.forget(("n", "r1"))
     assert cache.by_index(("n", "a")) == [] and len(cache) == 1
+
+
+def test_the_watch_event_of_our_own_write_queues_no_reconcile() -> None:
+    """The reconciler stores each write's response; the same version arriving on the watch is no news. A newer
+    version (Knative's own status step) still queues the owner."""
+    import asyncio
+
+    from paddle_kuscia.handlers import Operator
+    from paddle_kuscia.runtime.context import Config, Context
+    from paddle_kuscia.runtime.queue import WorkQueue
+
+    async def reconcile(_key: object) -> None:
+        return None
+
+    def ksvc(resource_version: str) -> dict:
+        return {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "s",
+                "namespace": "n",
+                "resourceVersion": resource_version,
+                "ownerReferences": [
+                    {"apiVersion": "elasticserving.paddlepaddle.org/v1", "kind": "PaddleService", "name": "s"}
+                ],
+            },
+            "spec": {},
+        }
+
+    async def scenario() -> list[int]:
+        operator = Operator(Config())
+        ctx = operator._ctx = Context(config=Config(), kube=None)  # type: ignore[arg-type]
+        queue = ctx.queues["PaddleService"] = WorkQueue("PaddleService", reconcile)
+        ctx.paddleservices.store(paddleservice())
+        ctx.knative_services.store(ksvc("20"))  # the apply's response, stored by the reconciler
+        sizes = []
+        for resource_version in ("20", "19", "21"):
+            operator.knative_service_event({"type": "MODIFIED", "object": ksvc(resource_version)})
+            sizes.append(len(queue))
+        return sizes
+
+    assert asyncio.run(scenario()) == [0, 0, 1]

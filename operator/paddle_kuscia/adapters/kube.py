@@ -249,7 +249,8 @@ class KubeClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events from `resource_version` on, until the server ends the stream after `timeout` seconds.
 
-        The operator's watches are kopf's; this one is for tools that time objects from outside (the bench).
+        kopf watches the operator's own kinds; this serves its informers (`runtime.informer`) and tools that
+        time objects from outside (the bench).
         """
         path = resource.path(namespace)
         params = {

@@ -1,20 +1,22 @@
-"""kopf registration only: watch events feed the caches and queue keys; reconcilers do the work.
+"""Event wiring only: watch events feed the caches and queue keys; reconcilers do the work.
 
-All handlers are `on.event` handlers, so kopf keeps no state on our objects (no progress or diff-base
-annotations): the operator writes status, its own finalizer and nothing else.
+kopf watches the kinds we own (PaddleService, KusciaJob, KusciaDeployment). Its handlers are all `on.event`
+handlers, so kopf keeps no state on our objects (no progress or diff-base annotations): the operator writes
+status, its own finalizer and nothing else. Knative Services and Revisions, which the operator only reads, come
+through informers of our own (`runtime.informer`), without kopf's per-event work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, cast
 
 import kopf
 
 from ..adapters import kubeconfig
-from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeClient, KubeError
+from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeClient, Resource
 from ..models import kuscia as kuscia_models
 from ..models import paddleservice as ps_models
 from ..reconcile.kuscia_mirrors import (
@@ -26,13 +28,12 @@ from ..reconcile.paddleservice import reconcile_paddleservice
 from ..runtime import metrics
 from ..runtime.cache import Key, ObjectCache, key_of
 from ..runtime.context import Config, Context, slim_object
+from ..runtime.informer import Handler, InformerSet
 from ..runtime.kuscia_hub import KusciaHub
 from ..runtime.leader import LeaderElector
 from ..runtime.queue import Priority, WorkQueue
 
 logger = logging.getLogger("paddle_kuscia")
-
-LIST_CHUNK = 500  # objects per page when priming the caches
 
 Reconcile = Callable[[Context, Key], Awaitable[float | None]]
 
@@ -50,33 +51,9 @@ def _significant(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     )
 
 
-def _object(event: kopf.RawEvent) -> dict[str, Any]:
+def _object(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event's object as the plain JSON the caches and reconcilers work on."""
     return cast(dict[str, Any], event["object"])
-
-
-async def _prime(ctx: Context) -> None:
-    """List children once before the first reconcile, so a restart never mistakes "not seen yet" for "absent"."""
-    listed = ctx.config.listed_namespaces
-    scopes: list[str | None] = [*listed] if listed is not None else [None]
-    for resource, cache in ((KNATIVE_SERVICES, ctx.knative_services), (KNATIVE_REVISIONS, ctx.revisions)):
-        for namespace in scopes:
-            params = {"limit": str(LIST_CHUNK)}
-            while True:  # in pages, so a large cluster never sits in memory as one parsed list
-                try:
-                    page = await ctx.kube.request("GET", resource.path(namespace), params=params)
-                except KubeError as err:
-                    logger.warning("Could not list %s before start: %s", resource.plural, err)
-                    break
-                for item in page.get("items") or []:
-                    if not ctx.config.watches(item["metadata"]["namespace"]):
-                        continue  # listed across namespaces for globs: keep only this shard's
-                    item.setdefault("apiVersion", resource.api_version)
-                    item.setdefault("kind", resource.kind)
-                    cache.store(item)
-                params["continue"] = (page.get("metadata") or {}).get("continue") or ""
-                if not params["continue"]:
-                    break
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -116,6 +93,8 @@ class Operator:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._ctx: Context | None = None
+        self._watch_kube: KubeClient | None = None
+        self._watching: InformerSet | None = None
 
     @property
     def ctx(self) -> Context:
@@ -136,8 +115,6 @@ class Operator:
         kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL, registry=registry)(
             self.paddleservice_event
         )
-        kopf.on.event("serving.knative.dev", "v1", "services", registry=registry)(self.knative_service_event)
-        kopf.on.event("serving.knative.dev", "v1", "revisions", registry=registry)(self.revision_event)
         kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments", registry=registry)(
             self.kuscia_deployment_event
         )
@@ -167,7 +144,8 @@ class Operator:
         kube = KubeClient(max_connections=max(8, config.workers * 2), on_request=metrics.on_kube_request)
         ctx = Context(config=config, kube=kube)
         ctx.kuscia = KusciaHub(ctx)
-        await _prime(ctx)
+        informers = self._informers(ctx)
+        await informers.prime()
 
         def queue(kind: str, reconcile: Reconcile) -> WorkQueue:
             async def run(key: Hashable) -> float | None:
@@ -187,6 +165,8 @@ class Operator:
         ctx.queues[kinds.DEPLOYMENT] = queue(kinds.DEPLOYMENT, reconcile_kuscia_deployment)
         ctx.queues[kinds.JOB] = queue(kinds.JOB, reconcile_kuscia_job)
         self._ctx = ctx
+        informers.start()
+        self._watching = informers
 
         def act() -> None:
             for q in ctx.queues.values():
@@ -217,6 +197,22 @@ class Operator:
             await q.stop()
         await ctx.kuscia.stop()
         await ctx.kube.aclose()
+        if self._watching is not None:
+            await self._watching.stop()
+            self._watching = None
+        if self._watch_kube is not None:
+            await self._watch_kube.aclose()
+            self._watch_kube = None
+
+    def _informers(self, ctx: Context) -> InformerSet:
+        """Knative Services and Revisions, on a client of their own: each watch holds a connection for minutes
+        (as many as there are kinds and namespaces: no limit), which must not starve the reconcilers' pool."""
+        self._watch_kube = KubeClient(max_connections=0, on_request=metrics.on_kube_request)
+        kinds: list[tuple[Resource, ObjectCache, Handler]] = [
+            (KNATIVE_SERVICES, ctx.knative_services, self.knative_service_event),
+            (KNATIVE_REVISIONS, ctx.revisions, self.revision_event),
+        ]
+        return InformerSet(self._watch_kube, kinds, self.config)
 
     def _feed(
         self,
@@ -245,7 +241,7 @@ class Operator:
         ctx = self.ctx
         self._feed(ctx.paddleservices, "PaddleService", event, forget_extra=ctx.kuscia.forget_paddleservice)
 
-    async def knative_service_event(self, event: kopf.RawEvent, **_: Any) -> None:
+    def knative_service_event(self, event: dict[str, Any]) -> None:
         ctx = self.ctx
         obj = _object(event)
         key = key_of(obj)
@@ -259,7 +255,7 @@ class Operator:
             deleted = event.get("type") == "DELETED"
             ctx.queues["PaddleService"].add(owner, Priority.CHANGE if deleted else Priority.REFRESH)
 
-    async def revision_event(self, event: kopf.RawEvent, **_: Any) -> None:
+    def revision_event(self, event: dict[str, Any]) -> None:
         ctx = self.ctx
         obj = _object(event)
         key = key_of(obj)

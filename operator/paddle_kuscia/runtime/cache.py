@@ -30,11 +30,14 @@ class ObjectCache:
         self._slim = slim
 
     def store(self, obj: dict[str, Any]) -> bool:
-        """Store `obj` unless we already hold a newer version; returns whether it was stored."""
+        """Store `obj` unless we already hold this version or a newer one; returns whether it was stored.
+
+        Holding this very version is the common case for the watch event of our own write: the write's
+        response got here first. Such an event brings no news, and callers treat it as none."""
         key = key_of(obj)
         new_rv = _rv(obj)
         old = self._items.get(key)
-        if old is not None and new_rv is not None and old[0] is not None and new_rv < old[0]:
+        if old is not None and new_rv is not None and old[0] is not None and new_rv <= old[0]:
             return False
         kept = self._slim(obj) if self._slim else obj
         self._items[key] = (new_rv, json.dumps(kept, separators=(",", ":")))
@@ -52,6 +55,10 @@ class ObjectCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __iter__(self) -> Iterator[Key]:
+        """The keys held now (a copy: the cache may change while the caller iterates)."""
+        return iter(list(self._items))
 
     def items(self) -> Iterator[tuple[Key, dict[str, Any]]]:
         return iter([(key, json.loads(text)) for key, (_, text) in list(self._items.items())])
