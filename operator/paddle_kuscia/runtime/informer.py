@@ -214,8 +214,18 @@ class InformerSet:
         assert self.namespaces is not None
         obj = event["object"]
         name = obj["metadata"]["name"]
-        if event["type"] == "DELETED":
-            self.namespaces.cache.forget(key_of(obj))
+        # A terminating namespace counts as gone, as kopf counts it for its own watches: kopf stops watching our
+        # kinds there, so Knative's deletions there must not reach the handlers either (they would queue
+        # PaddleServices whose deletion kopf will never report, to re-create their Knative Services in vain).
+        terminating = (
+            obj["metadata"].get("deletionTimestamp")
+            or (obj.get("status") or {}).get("phase") == "Terminating"
+        )
+        if event["type"] == "DELETED" or terminating:
+            if event["type"] == "DELETED":
+                self.namespaces.cache.forget(key_of(obj))
+            else:
+                self.namespaces.cache.store(obj)
             self.informers.pop(name, None)
             for task in self.tasks.pop(name, []):
                 task.cancel()
