@@ -159,7 +159,17 @@ def test_namespace_globs_follow_namespaces_as_they_come_and_go() -> None:
         return {"metadata": {"name": name, "resourceVersion": str(rv)}}
 
     lists = {
-        "/api/v1/namespaces": [namespace("team-a", 1), namespace("other", 2)],
+        "/api/v1/namespaces": [
+            namespace("team-a", 1),
+            namespace("other", 2),
+            {
+                "metadata": {
+                    "name": "team-z",
+                    "resourceVersion": "3",
+                    "deletionTimestamp": "2026-12-02T00:00:00Z",
+                }
+            },
+        ],
         "/apis/serving.knative.dev/v1/namespaces/team-a/services": [ksvc("x", 3)],
         "/apis/serving.knative.dev/v1/namespaces/team-b/services": [ksvc("y", 4, namespace="team-b")],
     }

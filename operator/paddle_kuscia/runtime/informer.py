@@ -38,6 +38,13 @@ def _version(resource_version: str | None) -> int:
         return 0
 
 
+def _terminating(namespace: dict[str, Any]) -> bool:
+    return bool(
+        namespace["metadata"].get("deletionTimestamp")
+        or (namespace.get("status") or {}).get("phase") == "Terminating"
+    )
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
 
@@ -187,8 +194,9 @@ class InformerSet:
         else:
             self.namespaces = Informer(self.kube, NAMESPACES, None, ObjectCache(), self._on_namespace)
             await self._list(self.namespaces)
-            for _key, name in self.namespaces.cache:
-                if self.config.watches(name):
+            for key, name in self.namespaces.cache:
+                found = self.namespaces.cache.get((key, name))
+                if self.config.watches(name) and found is not None and not _terminating(found):
                     self._add(name)
         for informers in self.informers.values():
             for informer in informers:
@@ -217,10 +225,7 @@ class InformerSet:
         # A terminating namespace counts as gone, as kopf counts it for its own watches: kopf stops watching our
         # kinds there, so Knative's deletions there must not reach the handlers either (they would queue
         # PaddleServices whose deletion kopf will never report, to re-create their Knative Services in vain).
-        terminating = (
-            obj["metadata"].get("deletionTimestamp")
-            or (obj.get("status") or {}).get("phase") == "Terminating"
-        )
+        terminating = _terminating(obj)
         if event["type"] == "DELETED" or terminating:
             if event["type"] == "DELETED":
                 self.namespaces.cache.forget(key_of(obj))
