@@ -194,10 +194,10 @@ class InformerSet:
         else:
             self.namespaces = Informer(self.kube, NAMESPACES, None, ObjectCache(), self._on_namespace)
             await self._list(self.namespaces)
-            for key, name in self.namespaces.cache:
-                found = self.namespaces.cache.get((key, name))
-                if self.config.watches(name) and found is not None and not _terminating(found):
-                    self._add(name)
+            for key in self.namespaces.cache:
+                found = self.namespaces.cache.get(key)
+                if self.config.watches(key[1]) and found is not None and not _terminating(found):
+                    self._add(key[1])
         for informers in self.informers.values():
             for informer in informers:
                 await self._list(informer)
@@ -225,17 +225,15 @@ class InformerSet:
         # A terminating namespace counts as gone, as kopf counts it for its own watches: kopf stops watching our
         # kinds there, so Knative's deletions there must not reach the handlers either (they would queue
         # PaddleServices whose deletion kopf will never report, to re-create their Knative Services in vain).
-        terminating = _terminating(obj)
-        if event["type"] == "DELETED" or terminating:
-            if event["type"] == "DELETED":
-                self.namespaces.cache.forget(key_of(obj))
-            else:
-                self.namespaces.cache.store(obj)
+        if event["type"] == "DELETED":
+            self.namespaces.cache.forget(key_of(obj))
+        else:
+            self.namespaces.cache.store(obj)
+        if event["type"] == "DELETED" or _terminating(obj):
             self.informers.pop(name, None)
             for task in self.tasks.pop(name, []):
                 task.cancel()
             return
-        self.namespaces.cache.store(obj)
         if self.config.watches(name) and name not in self.informers:
             logger.info("Watching Knative objects in a new namespace namespace=%s", name)
             self._start(name, self._add(name))  # their first list tells the handlers what is there
