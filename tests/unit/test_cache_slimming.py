@@ -134,3 +134,44 @@ def test_the_watch_event_of_our_own_write_queues_no_reconcile() -> None:
         return sizes
 
     assert asyncio.run(scenario()) == [0, 0, 1]
+
+
+def test_paddleservice_events_queue_only_what_a_reconcile_must_see() -> None:
+    """PaddleService events come from the operator's own informer: the echo of our status write and a newer
+    status-only version queue nothing; a spec change queues the key; a deletion forgets it in the caches."""
+    import asyncio
+
+    from paddle_kuscia.handlers import Operator
+    from paddle_kuscia.runtime.context import Config, Context
+    from paddle_kuscia.runtime.queue import WorkQueue
+
+    forgotten: list[object] = []
+
+    class Hub:
+        def forget_paddleservice(self, key: object) -> None:
+            forgotten.append(key)
+
+    async def reconcile(_key: object) -> None:
+        return None
+
+    async def scenario() -> list[int]:
+        operator = Operator(Config())
+        ctx = operator._ctx = Context(config=Config(), kube=None)  # type: ignore[arg-type]
+        ctx.kuscia = Hub()  # type: ignore[assignment]
+        queue = ctx.queues["PaddleService"] = WorkQueue("PaddleService", reconcile)
+        ctx.paddleservices.store(paddleservice(resourceVersion="8"))  # our status write's response
+        sizes = []
+        steps = [
+            ("MODIFIED", paddleservice(resourceVersion="8")),  # its echo on the watch
+            ("MODIFIED", paddleservice(resourceVersion="9")),  # someone else's status-only write
+            ("MODIFIED", paddleservice(resourceVersion="10", generation=3)),  # a spec change
+        ]
+        for kind, body in steps:
+            operator.paddleservice_event({"type": kind, "object": body})
+            sizes.append(len(queue))
+        operator.paddleservice_event({"type": "DELETED", "object": paddleservice(resourceVersion="11")})
+        assert ("n", "s") not in ctx.paddleservices  # the queued reconcile finds it gone
+        return sizes
+
+    assert asyncio.run(scenario()) == [0, 0, 1]
+    assert forgotten == [("n", "s")]

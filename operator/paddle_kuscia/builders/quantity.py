@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 
 _QUANTITY = re.compile(
     r"^([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
@@ -74,6 +75,8 @@ class Quantity:
         return f"{sign}{mantissa}{suffix}"
 
 
+# A fleet repeats a handful of quantities ("1", "2Gi", "500m"); every reconcile parses them again, exactly.
+@lru_cache(maxsize=1024)
 def parse(value: int | str) -> Quantity:
     """Parse like `resource.ParseQuantity` (surrounding spaces allowed, as its JSON decoder trims them)."""
     text = str(value).strip()
@@ -107,6 +110,7 @@ def parse_quantity(value: int | str) -> Fraction:
     return parse(value).value
 
 
+@lru_cache(maxsize=1024)
 def canonical_quantity(value: int | str) -> str:
     """The string Kubernetes serialises `value` as: `0.2` -> `200m`, `1000000` -> `1M`, `0.5Gi` -> `512Mi`."""
     return parse(value).canonical()

@@ -1,9 +1,10 @@
 """Event wiring only: watch events feed the caches and queue keys; reconcilers do the work.
 
-kopf watches the kinds we own (PaddleService, KusciaJob, KusciaDeployment). Its handlers are all `on.event`
-handlers, so kopf keeps no state on our objects (no progress or diff-base annotations): the operator writes
-status, its own finalizer and nothing else. Knative Services and Revisions, which the operator only reads, come
-through informers of our own (`runtime.informer`), without kopf's per-event work.
+PaddleServices, Knative Services and Revisions, the kinds that come by the thousand, arrive through informers
+of our own (`runtime.informer`), without kopf's per-event work. kopf watches the Kuscia mirrors (KusciaJob,
+KusciaDeployment) and runs the process: log-in, start-up, clean-up, the liveness endpoint. Its handlers are all
+`on.event` handlers, so kopf keeps no state on our objects (no progress or diff-base annotations): the operator
+writes status, its own finalizer and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, cast
 import kopf
 
 from ..adapters import kubeconfig
-from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, KubeClient, Resource
+from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, PADDLESERVICES, KubeClient, Resource
 from ..models import kuscia as kuscia_models
 from ..models import paddleservice as ps_models
 from ..reconcile.kuscia_mirrors import (
@@ -112,9 +113,6 @@ class Operator:
         kopf.on.login(registry=registry)(login)
         kopf.on.startup(registry=registry)(self.startup)
         kopf.on.cleanup(registry=registry)(self.cleanup)
-        kopf.on.event(ps_models.GROUP, ps_models.VERSION, ps_models.PLURAL, registry=registry)(
-            self.paddleservice_event
-        )
         kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments", registry=registry)(
             self.kuscia_deployment_event
         )
@@ -164,6 +162,8 @@ class Operator:
         ctx.queues[kinds.PADDLESERVICE] = queue(kinds.PADDLESERVICE, reconcile_paddleservice)
         ctx.queues[kinds.DEPLOYMENT] = queue(kinds.DEPLOYMENT, reconcile_kuscia_deployment)
         ctx.queues[kinds.JOB] = queue(kinds.JOB, reconcile_kuscia_job)
+        for key in ctx.paddleservices:  # every PaddleService is reconciled once after a start
+            ctx.queues[kinds.PADDLESERVICE].add(key)
         self._ctx = ctx
         informers.start()
         self._watching = informers
@@ -205,10 +205,12 @@ class Operator:
             self._watch_kube = None
 
     def _informers(self, ctx: Context) -> InformerSet:
-        """Knative Services and Revisions, on a client of their own: each watch holds a connection for minutes
-        (as many as there are kinds and namespaces: no limit), which must not starve the reconcilers' pool."""
+        """PaddleServices, Knative Services and Revisions (listed in that order at start-up, so an owner is known
+        before what it owns), on a client of their own: each watch holds a connection for minutes (as many as
+        there are kinds and namespaces: no limit), which must not starve the reconcilers' pool."""
         self._watch_kube = KubeClient(max_connections=0, on_request=metrics.on_kube_request)
         kinds: list[tuple[Resource, ObjectCache, Handler]] = [
+            (PADDLESERVICES, ctx.paddleservices, self.paddleservice_event),
             (KNATIVE_SERVICES, ctx.knative_services, self.knative_service_event),
             (KNATIVE_REVISIONS, ctx.revisions, self.revision_event),
         ]
@@ -218,7 +220,7 @@ class Operator:
         self,
         cache: ObjectCache,
         queue_name: str,
-        event: kopf.RawEvent,
+        event: Mapping[str, Any],
         *,
         forget_extra: Callable[[Key], None] | None = None,
     ) -> None:
@@ -233,11 +235,13 @@ class Operator:
             if forget_extra:
                 forget_extra(key)
             return
+        if cache.holds(obj):  # e.g. the event of our own status write, whose response is stored already
+            return
         old = cache.get(key)
         if cache.store(obj) and _significant(old, obj):
             ctx.queues[queue_name].add(key)
 
-    async def paddleservice_event(self, event: kopf.RawEvent, **_: Any) -> None:
+    def paddleservice_event(self, event: dict[str, Any]) -> None:
         ctx = self.ctx
         self._feed(ctx.paddleservices, "PaddleService", event, forget_extra=ctx.kuscia.forget_paddleservice)
 

@@ -34,14 +34,17 @@ class ObjectCache:
 
         Holding this very version is the common case for the watch event of our own write: the write's
         response got here first. Such an event brings no news, and callers treat it as none."""
-        key = key_of(obj)
-        new_rv = _rv(obj)
-        old = self._items.get(key)
-        if old is not None and new_rv is not None and old[0] is not None and new_rv <= old[0]:
+        if self.holds(obj):
             return False
         kept = self._slim(obj) if self._slim else obj
-        self._items[key] = (new_rv, json.dumps(kept, separators=(",", ":")))
+        self._items[key_of(obj)] = (_rv(obj), json.dumps(kept, separators=(",", ":")))
         return True
+
+    def holds(self, obj: dict[str, Any]) -> bool:
+        """Whether this version of `obj`, or a newer one, is held already (cheap: nothing is parsed)."""
+        old = self._items.get(key_of(obj))
+        new_rv = _rv(obj)
+        return old is not None and new_rv is not None and old[0] is not None and new_rv <= old[0]
 
     def forget(self, key: Key) -> None:
         self._items.pop(key, None)

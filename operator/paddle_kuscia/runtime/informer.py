@@ -1,10 +1,9 @@
-"""List-then-watch into an ObjectCache, as client-go's informers do, for the Knative kinds the operator only reads.
+"""List-then-watch into an ObjectCache, as client-go's informers do, for PaddleServices and the Knative kinds.
 
-kopf serves the kinds we own (PaddleService, the Kuscia mirrors). For Knative Services and Revisions it would
-do the same per-event work it does for them: causes, handler state, a logger and a worker per object, about a
-third of the operator's CPU at scale, for events whose whole use is to refresh a cache and queue an owner. An
-informer hands each event to the handler directly. It also lists once at start-up, where kopf would list again
-after the operator's own priming list.
+For every event kopf builds causes, handler state, a logger and a worker per object; at scale that was a third
+of the operator's CPU for PaddleServices alone, and as much again for Knative Services and Revisions, for events
+whose whole use is to refresh a cache and queue a key. An informer hands each event to the handler directly.
+Its start-up list fills the caches before the first reconcile.
 
 The handler gets `{"type": ..., "object": ...}`, the shape of kopf's raw events. After the watch's
 resourceVersion has expired (410 Gone) the informer lists again and tells the handler what changed meanwhile,
@@ -222,9 +221,9 @@ class InformerSet:
         assert self.namespaces is not None
         obj = event["object"]
         name = obj["metadata"]["name"]
-        # A terminating namespace counts as gone, as kopf counts it for its own watches: kopf stops watching our
-        # kinds there, so Knative's deletions there must not reach the handlers either (they would queue
-        # PaddleServices whose deletion kopf will never report, to re-create their Knative Services in vain).
+        # A terminating namespace counts as gone, as kopf counts it for the Kuscia mirrors it watches. Whatever
+        # goes there now must not be put back: a deleted Knative Service would queue its PaddleService, to be
+        # re-created in vain (the API server refuses) until the PaddleService's own deletion came through.
         if event["type"] == "DELETED":
             self.namespaces.cache.forget(key_of(obj))
         else:
@@ -235,7 +234,7 @@ class InformerSet:
                 task.cancel()
             return
         if self.config.watches(name) and name not in self.informers:
-            logger.info("Watching Knative objects in a new namespace namespace=%s", name)
+            logger.info("Watching a new namespace namespace=%s", name)
             self._start(name, self._add(name))  # their first list tells the handlers what is there
 
     async def stop(self) -> None:
