@@ -50,6 +50,23 @@ def fmt_cpu(d: dict[str, float] | None) -> str:
     )
 
 
+def work_ratios(r: dict[str, Any]) -> str:
+    """Machine CPU of the rollout against the floor's (mean over floor runs). When both saturate the cores,
+    their times stand in this ratio; without the operator's own CPU, and against the floor with its creates,
+    it says how much of the time ratio is the operator's."""
+    runs = [run for run in r.get("floor_runs") or [] if run.get("cpu_seconds")]
+    rollout = ((r.get("rollout") or {}).get("to_converged") or {}).get("cpu_seconds") or {}
+    if not runs or not rollout:
+        return "None"
+    floor = sum(run["cpu_seconds"]["machine"] for run in runs) / len(runs)
+    creates = sum((run.get("create_cpu_seconds") or {}).get("machine", 0.0) for run in runs) / len(runs)
+    operator = sum(v for k, v in rollout.items() if k.startswith("operator"))
+    text = f"{rollout['machine'] / floor:.2f}  (without the operator {(rollout['machine'] - operator) / floor:.2f}"
+    if creates:
+        text += f"; against the floor with its creates {rollout['machine'] / (floor + creates):.2f}"
+    return text + ")"
+
+
 def report(r: dict[str, Any]) -> str:
     rollout = r.get("rollout") or {}
     conv = rollout.get("to_converged") or {}
@@ -99,6 +116,7 @@ def report(r: dict[str, Any]) -> str:
                 ),
                 ("ratio converged / floor", r.get("ratio")),
                 ("ratio incl. creates", r.get("ratio_including_creates")),
+                ("machine CPU, rollout / floor", work_ratios(r)),
                 ("create -> ksvc p50 / p99 (watch)", f"{r.get('p50_ms')} / {r.get('p99_ms')} ms"),
                 (
                     "create -> ksvc p50 / p99 (audit)",
@@ -160,8 +178,12 @@ def report(r: dict[str, Any]) -> str:
         table(
             [
                 *[
-                    (f"floor run {i + 1}", fmt_cpu(run.get("cpu_seconds")))
+                    row
                     for i, run in enumerate(r.get("floor_runs") or [])
+                    for row in (
+                        (f"floor run {i + 1} creates", fmt_cpu(run.get("create_cpu_seconds"))),
+                        (f"floor run {i + 1}", fmt_cpu(run.get("cpu_seconds"))),
+                    )
                 ],
                 ("rollout to converged", fmt_cpu(conv.get("cpu_seconds"))),
                 ("rollout to Ready", fmt_cpu(ready.get("cpu_seconds"))),

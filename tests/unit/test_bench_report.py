@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchlib.report import TARGETS, report, table
+from benchlib.report import TARGETS, report, table, work_ratios
 
 
 def _result(**figures: Any) -> dict[str, Any]:
@@ -55,3 +55,18 @@ def test_each_figure_is_judged_against_its_target() -> None:
 
 def test_a_table_aligns_its_values_after_the_longest_label() -> None:
     assert table([("a", 1), ("longer", "x")], "T") == "T\n-\na       1\nlonger  x"
+
+
+def test_work_ratios_split_the_rollout_into_the_operator_and_the_rest() -> None:
+    figures = {
+        "floor_runs": [
+            {"cpu_seconds": {"machine": 100.0}, "create_cpu_seconds": {"machine": 40.0}},
+            {"cpu_seconds": {"machine": 120.0}, "create_cpu_seconds": {"machine": 20.0}},
+        ],
+        "rollout": {"to_converged": {"cpu_seconds": {"machine": 165.0, "operator-0": 22.0, "bench": 9.0}}},
+    }
+    # floor 110 (mean), its creates 30: 165/110, (165-22)/110, 165/140
+    assert (
+        work_ratios(figures) == "1.50  (without the operator 1.30; against the floor with its creates 1.18)"
+    )
+    assert work_ratios({"floor_runs": []}) == "None"
