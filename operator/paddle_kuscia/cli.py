@@ -78,8 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     if not config.verbose:
-        # kopf says "Handler ... succeeded" for every watch event it passes us (tens of thousands in a
-        # large rollout); our own log says what changed. Its warnings and errors still show.
+        # kopf says "Handler ... succeeded" for every watch event it passes us (the Kuscia mirrors'); our own
+        # log says what changed. Its warnings and errors still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator = Operator(config)
     registry = kopf.OperatorRegistry()
