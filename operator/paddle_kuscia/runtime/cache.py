@@ -1,4 +1,5 @@
-"""Last-seen copies of watched objects, fed by kopf's watch events and by our own write responses."""
+"""Last-seen copies of watched objects, fed by watch events (our informers, kopf's for the Kuscia mirrors) and by our
+own write responses."""
 
 from __future__ import annotations
 
