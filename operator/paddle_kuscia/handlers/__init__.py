@@ -238,7 +238,8 @@ class Operator:
         if cache.holds(obj):  # e.g. the event of our own status write, whose response is stored already
             return
         old = cache.get(key)
-        if cache.store(obj) and _significant(old, obj):
+        cache.store(obj)
+        if _significant(old, obj):
             ctx.queues[queue_name].add(key)
 
     def paddleservice_event(self, event: dict[str, Any]) -> None:
