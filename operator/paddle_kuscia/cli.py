@@ -77,10 +77,6 @@ def _run(args: argparse.Namespace) -> int:
         verbose=config.verbose,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
-    if not config.verbose:
-        # kopf says "Handler ... succeeded" for every watch event it passes us (the Kuscia mirrors'); our own
-        # log says what changed. Its warnings and errors still show.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator = Operator(config)
     registry = kopf.OperatorRegistry()
     operator.register(registry)
@@ -100,10 +96,11 @@ def _run(args: argparse.Namespace) -> int:
         metrics.serve(config.metrics_port, sources, addr=config.metrics_address)
     # Always standalone: kopf's peering is never used (it would pause this operator whenever another kopf
     # operator of higher priority shares its peering); several instances coordinate with --leader-elect.
+    # kopf serves no resource (the informers watch the namespaces in `config`), so it is run cluster-wide:
+    # that way it does not watch namespaces for nothing.
     kopf.run(
         registry=registry,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
+        clusterwide=True,
         standalone=True,
         liveness_endpoint=config.liveness,
     )

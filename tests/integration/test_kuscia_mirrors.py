@@ -12,6 +12,7 @@ import base64
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -441,3 +442,30 @@ def test_token_is_never_exposed(
     log = kuscia_operator.log()
     assert "Submitted Kuscia job" in log
     assert_token_never_exposed(control_plane, kuscia_namespace, kuscia.token, log)
+
+
+@pytest.mark.usefixtures("clean_kuscia")
+def test_a_deleted_namespace_goes_once_its_kuscia_objects_are_deleted_in_kuscia(
+    control_plane: ControlPlane, kuscia: KusciaDoubleThread, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """With --namespace globs the operator serves a namespace created after it started, and still sees the
+    deletions in a namespace being deleted: the Kuscia serving, deployment and job are deleted in Kuscia and
+    their finalizers released, so the namespace goes instead of hanging in Terminating."""
+    prefix = f"nsdel-{uuid.uuid4().hex[:6]}"
+    start_operator(f"{prefix}-*", kuscia)
+    ns = control_plane.create_namespace(prefix)
+    serving = sample("paddleservice-kuscia.yaml", name="nsdel-ps")
+    deployment = sample("kusciadeployment-serving.yaml", name="nsdel-kd")
+    job = chain_job("nsdel-job", 60)
+    for obj in (serving, deployment, job):
+        control_plane.apply(obj, ns)
+    for kind, name in (("paddleservice", "nsdel-ps"), (KD, "nsdel-kd")):
+        obj = wait_condition(control_plane, kind, name, ns, "Ready", "True")
+        assert obj["metadata"]["finalizers"], f"{kind} {name} holds the operator's finalizer"
+    wait_for(lambda: phase(control_plane, KJ, "nsdel-job", ns) == "Running", timeout=15, what="job running")
+    assert {"nsdel-ps", "nsdel-kd"} <= set(kuscia.servings) and "nsdel-job" in kuscia.jobs
+
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false")
+    wait_for(lambda: control_plane.get("namespace", ns) is None, timeout=90, what=f"namespace {ns} gone")
+    assert not {"nsdel-ps", "nsdel-kd"} & set(kuscia.servings), "the servings are deleted in Kuscia"
+    assert "nsdel-job" not in kuscia.jobs, "the job is deleted in Kuscia"

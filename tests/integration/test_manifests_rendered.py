@@ -40,7 +40,6 @@ OPERATOR_PERMISSIONS = {
     ("", "events"): {"create"},
     ("", "secrets"): {"get"},
     ("", "namespaces"): {"list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("elasticserving.paddlepaddle.org", "paddleservices"): {"list", "watch", "patch"},
     ("elasticserving.paddlepaddle.org", "paddleservices/status"): {"patch"},
     ("kuscia.secretflow", "kusciajobs"): {"list", "watch", "patch"},

@@ -11,7 +11,7 @@ import pytest
 
 from paddle_kuscia.adapters.kube import KNATIVE_SERVICES, KubeError
 from paddle_kuscia.runtime import informer as informer_module
-from paddle_kuscia.runtime.cache import ObjectCache
+from paddle_kuscia.runtime.cache import ObjectCache, key_of
 from paddle_kuscia.runtime.informer import Informer
 
 
@@ -149,15 +149,28 @@ def test_an_expired_watch_lists_again_and_reports_what_vanished(monkeypatch: pyt
 
 def test_namespace_globs_follow_namespaces_as_they_come_and_go() -> None:
     """A shard defined by globs watches each matching namespace, including ones created later, and never the
-    others: the API server sends it only its own namespaces' events. A terminating namespace counts as gone,
-    as it does for kopf's watches of our own kinds."""
-    from paddle_kuscia.adapters.kube import KNATIVE_REVISIONS
+    others: the API server sends it only its own namespaces' events. In a namespace being deleted only the
+    kinds that may hold a finalizer stay watched, until the namespace is gone; then the handlers hear that
+    whatever the caches still held of it is deleted."""
+    from paddle_kuscia.adapters.kube import KNATIVE_REVISIONS, PADDLESERVICES
     from paddle_kuscia.runtime.context import Config
-    from paddle_kuscia.runtime.informer import InformerSet
+    from paddle_kuscia.runtime.informer import InformerSet, Watched
 
-    def namespace(name: str, rv: int) -> dict[str, Any]:
-        return {"metadata": {"name": name, "resourceVersion": str(rv)}}
+    def namespace(name: str, rv: int, **extra: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "resourceVersion": str(rv)}, **extra}
 
+    def ps(name: str, rv: int, namespace: str, mirrored: bool = True) -> dict[str, Any]:
+        annotations = {"mirror": "true"} if mirrored else {}
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": str(rv),
+                "annotations": annotations,
+            }
+        }
+
+    terminating = {"status": {"phase": "Terminating"}}
     lists = {
         "/api/v1/namespaces": [
             namespace("team-a", 1),
@@ -172,15 +185,24 @@ def test_namespace_globs_follow_namespaces_as_they_come_and_go() -> None:
         ],
         "/apis/serving.knative.dev/v1/namespaces/team-a/services": [ksvc("x", 3)],
         "/apis/serving.knative.dev/v1/namespaces/team-b/services": [ksvc("y", 4, namespace="team-b")],
+        "/apis/elasticserving.paddlepaddle.org/v1/namespaces/team-a/paddleservices": [
+            ps("p", 5, "team-a"),
+            ps("unmirrored", 6, "team-a", mirrored=False),
+        ],
+        "/apis/elasticserving.paddlepaddle.org/v1/namespaces/team-z/paddleservices": [
+            ps("held", 7, "team-z")
+        ],
     }
     namespace_events = [
         {"type": "ADDED", "object": namespace("team-b", 10)},
         {"type": "ADDED", "object": namespace("unrelated", 11)},
-        {"type": "MODIFIED", "object": {**namespace("team-a", 12), "status": {"phase": "Terminating"}}},
+        {"type": "MODIFIED", "object": namespace("team-a", 12, **terminating)},
     ]
+    gone = [{"type": "DELETED", "object": namespace("team-a", 13, **terminating)}]
     watched: list[tuple[str, str | None]] = []
     quiet = asyncio.Event()
     primed_watching = asyncio.Event()
+    deleted = asyncio.Event()
 
     class Kube:
         async def request(self, method: str, path: str, *, params: dict[str, str] | None = None) -> dict:
@@ -194,29 +216,68 @@ def test_namespace_globs_follow_namespaces_as_they_come_and_go() -> None:
                 await primed_watching.wait()  # namespaces change once the primed one is being watched
                 for event in namespace_events:
                     yield event
+                await deleted.wait()
+                for event in gone:
+                    yield event
             await quiet.wait()
 
     heard: list[tuple[str, str]] = []
-    services, revisions = ObjectCache(), ObjectCache()
+    services, revisions, paddleservices = ObjectCache(), ObjectCache(), ObjectCache()
 
     def on_service(event: dict[str, Any]) -> None:
         heard.append((event["type"], event["object"]["metadata"]["name"]))
         services.store(event["object"])
 
-    kinds = [(KNATIVE_SERVICES, services, on_service), (KNATIVE_REVISIONS, revisions, lambda e: None)]
+    def on_ps(event: dict[str, Any]) -> None:
+        heard.append((event["type"], event["object"]["metadata"]["name"]))
+        if event["type"] == "DELETED":
+            paddleservices.forget(key_of(event["object"]))
+
+    kinds = [
+        Watched(
+            PADDLESERVICES,
+            paddleservices,
+            on_ps,
+            admit=lambda o: bool(o["metadata"]["annotations"]),
+            finalized=True,
+        ),
+        Watched(KNATIVE_SERVICES, services, on_service),
+        Watched(KNATIVE_REVISIONS, revisions, lambda e: None),
+    ]
     informers = InformerSet(Kube(), kinds, Config(namespaces=("team-*",)))  # type: ignore[arg-type]
+
+    def running() -> dict[str | None, set[str]]:
+        return {ns: {i.resource.plural for i in group} for ns, group in informers.informers.items()}
+
+    async def until(condition: Any) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, (watched, running())
+            await asyncio.sleep(0.01)
 
     async def scenario() -> None:
         await informers.prime()
-        assert list(informers.informers) == ["team-a"] and list(services) == [("team-a", "x")]
+        assert running() == {
+            "team-a": {"paddleservices", "services", "revisions"},
+            "team-z": {"paddleservices"},
+        }
+        assert sorted(services) == [("team-a", "x")]
+        assert sorted(paddleservices) == [("team-a", "p"), ("team-z", "held")], (
+            "only admitted objects are kept"
+        )
         informers.start()
-        deadline = asyncio.get_running_loop().time() + 10
-        while ("services", "team-b") not in watched or "team-a" in informers.tasks:
-            assert asyncio.get_running_loop().time() < deadline, watched
-            await asyncio.sleep(0.01)
+        await until(
+            lambda: ("services", "team-b") in watched and running().get("team-a") == {"paddleservices"}
+        )
+        assert len(informers.tasks) == 3 + 1 + 1, "team-b's three, team-a's and team-z's PaddleServices"
+        deleted.set()
+        await until(lambda: "team-a" not in running())
         await informers.stop()
 
     asyncio.run(scenario())
-    assert heard == [("MODIFIED", "y")], "a new namespace's first list tells the handler what is there"
-    assert list(informers.informers) == ["team-b"]
+    assert heard == [("MODIFIED", "y"), ("DELETED", "p"), ("DELETED", "x")], (
+        "a new namespace's first list tells the handler what is there; a deleted one, what is gone"
+    )
+    assert running() == {"team-b": {"paddleservices", "services", "revisions"}, "team-z": {"paddleservices"}}
     assert {ns for plural, ns in watched if plural == "services"} == {"team-a", "team-b"}
+    assert {ns for plural, ns in watched if plural == "paddleservices"} == {"team-a", "team-b", "team-z"}

@@ -249,8 +249,8 @@ class KubeClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events from `resource_version` on, until the server ends the stream after `timeout` seconds.
 
-        kopf watches the operator's own kinds; this serves its informers (`runtime.informer`) and tools that
-        time objects from outside (the bench).
+        This serves the operator's informers (`runtime.informer`) and tools that time objects from outside
+        (the bench).
         """
         path = resource.path(namespace)
         params = {

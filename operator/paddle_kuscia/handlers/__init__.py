@@ -1,10 +1,10 @@
 """Event wiring only: watch events feed the caches and queue keys; reconcilers do the work.
 
-PaddleServices, Knative Services and Revisions, the kinds that come by the thousand, arrive through informers
-of our own (`runtime.informer`), without kopf's per-event work. kopf watches the Kuscia mirrors (KusciaJob,
-KusciaDeployment) and runs the process: log-in, start-up, clean-up, the liveness endpoint. Its handlers are all
-`on.event` handlers, so kopf keeps no state on our objects (no progress or diff-base annotations): the operator
-writes status, its own finalizer and nothing else.
+Every kind the operator watches (PaddleServices, Knative Services and Revisions, the Kuscia mirrors) arrives
+through informers of our own (`runtime.informer`), which hand each event straight to a handler here. kopf runs
+the process around them: log-in, start-up, clean-up, the liveness endpoint. It watches nothing, so it keeps no
+state on our objects (no progress or diff-base annotations): the operator writes status, its own finalizer and
+nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any, cast
 import kopf
 
 from ..adapters import kubeconfig
-from ..adapters.kube import KNATIVE_REVISIONS, KNATIVE_SERVICES, PADDLESERVICES, KubeClient, Resource
+from ..adapters.kube import (
+    KNATIVE_REVISIONS,
+    KNATIVE_SERVICES,
+    KUSCIA_DEPLOYMENTS,
+    KUSCIA_JOBS,
+    PADDLESERVICES,
+    KubeClient,
+)
 from ..models import kuscia as kuscia_models
 from ..models import paddleservice as ps_models
 from ..reconcile.kuscia_mirrors import (
@@ -29,7 +36,7 @@ from ..reconcile.paddleservice import reconcile_paddleservice
 from ..runtime import metrics
 from ..runtime.cache import Key, ObjectCache, key_of
 from ..runtime.context import Config, Context, slim_object
-from ..runtime.informer import Handler, InformerSet
+from ..runtime.informer import InformerSet, Watched
 from ..runtime.kuscia_hub import KusciaHub
 from ..runtime.leader import LeaderElector
 from ..runtime.queue import Priority, WorkQueue
@@ -57,24 +64,9 @@ def _object(event: Mapping[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], event["object"])
 
 
-class _NoDiffBase(kopf.DiffBaseStorage):
-    """kopf builds a diff base (a deep copy of the body, then a diff) for every event, for on.create/update
-    handlers. We register none, so nothing ever reads it: skip the work. (Register a changing handler and
-    this must go.)"""
-
-    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
-        return None
-
-    def fetch(self, *, body: Any) -> Any:
-        return None
-
-    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
-        return None
-
-
 def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf's watches use the credentials our client uses (`adapters.kubeconfig`). kopf asks again when the
-    API server answers 401, which picks up a rotated token."""
+    """kopf is given the credentials our client uses (`adapters.kubeconfig`), for the API discovery it makes
+    at start. It asks again when the API server answers 401, which picks up a rotated token."""
     creds = kubeconfig.load()
     token = creds.bearer()
     return kopf.ConnectionInfo(
@@ -113,32 +105,12 @@ class Operator:
         kopf.on.login(registry=registry)(login)
         kopf.on.startup(registry=registry)(self.startup)
         kopf.on.cleanup(registry=registry)(self.cleanup)
-        kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciadeployments", registry=registry)(
-            self.kuscia_deployment_event
-        )
-        kopf.on.event(kuscia_models.GROUP, kuscia_models.VERSION, "kusciajobs", registry=registry)(
-            self.kuscia_job_event
-        )
 
     async def startup(self, settings: kopf.OperatorSettings, **_: Any) -> None:
         config = self.config
-        settings.posting.level = logging.WARNING  # each posted log line is an API write
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.watching.connect_timeout = 10
-        settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-        settings.persistence.diffbase_storage = _NoDiffBase()
-        # kopf's initial lists, in pages too: small ones, since each watch stream (one per resource and
-        # namespace) holds its current page until every object on it has been handed to a worker.
-        settings.watching.chunk_size = 100
-        # kopf runs a worker per object, holding that object's last event until no event came for
-        # `idle_timeout` (default 5 s), and starts one for every listed object at once (no limit by default;
-        # the limit is per watch stream, i.e. per resource and namespace). Our handlers only file the event,
-        # so short-lived workers in bounded numbers cost nothing in speed, while a restart over thousands of
-        # PaddleServices (three times as many objects with their Knative Services and Revisions) no longer
-        # holds every listed body in memory at the same time.
-        settings.queueing.idle_timeout = 0.1
-        settings.queueing.worker_limit = 100
+        # kopf watches nothing (the informers do): nor namespaces and CRDs, which it would follow for
+        # resources it served.
+        settings.scanning.disabled = True
         kube = KubeClient(max_connections=max(8, config.workers * 2), on_request=metrics.on_kube_request)
         ctx = Context(config=config, kube=kube)
         ctx.kuscia = KusciaHub(ctx)
@@ -162,8 +134,14 @@ class Operator:
         ctx.queues[kinds.PADDLESERVICE] = queue(kinds.PADDLESERVICE, reconcile_paddleservice)
         ctx.queues[kinds.DEPLOYMENT] = queue(kinds.DEPLOYMENT, reconcile_kuscia_deployment)
         ctx.queues[kinds.JOB] = queue(kinds.JOB, reconcile_kuscia_job)
-        for key in ctx.paddleservices:  # every PaddleService is reconciled once after a start
-            ctx.queues[kinds.PADDLESERVICE].add(key)
+        # Every object is reconciled once after a start (the mirrors' caches hold only mirrored ones).
+        for kind, cache in (
+            (kinds.PADDLESERVICE, ctx.paddleservices),
+            (kinds.DEPLOYMENT, ctx.kuscia_deployments),
+            (kinds.JOB, ctx.kuscia_jobs),
+        ):
+            for key in cache:
+                ctx.queues[kind].add(key)
         self._ctx = ctx
         informers.start()
         self._watching = informers
@@ -205,14 +183,25 @@ class Operator:
             self._watch_kube = None
 
     def _informers(self, ctx: Context) -> InformerSet:
-        """PaddleServices, Knative Services and Revisions (listed in that order at start-up, so an owner is known
-        before what it owns), on a client of their own: each watch holds a connection for minutes (as many as
-        there are kinds and namespaces: no limit), which must not starve the reconcilers' pool."""
+        """Every watched kind, listed in this order at start-up (an owner is known before what it owns), on a
+        client of its own: each watch holds a connection for minutes (as many as there are kinds and
+        namespaces: no limit), which must not starve the reconcilers' pool. PaddleServices and the mirrors may
+        hold our finalizer, so they stay watched while their namespace is deleted."""
         self._watch_kube = KubeClient(max_connections=0, on_request=metrics.on_kube_request)
-        kinds: list[tuple[Resource, ObjectCache, Handler]] = [
-            (PADDLESERVICES, ctx.paddleservices, self.paddleservice_event),
-            (KNATIVE_SERVICES, ctx.knative_services, self.knative_service_event),
-            (KNATIVE_REVISIONS, ctx.revisions, self.revision_event),
+        kinds = [
+            Watched(PADDLESERVICES, ctx.paddleservices, self.paddleservice_event, finalized=True),
+            Watched(KNATIVE_SERVICES, ctx.knative_services, self.knative_service_event),
+            Watched(KNATIVE_REVISIONS, ctx.revisions, self.revision_event),
+            Watched(
+                KUSCIA_DEPLOYMENTS,
+                ctx.kuscia_deployments,
+                self.kuscia_deployment_event,
+                admit=self._mirrored,
+                finalized=True,
+            ),
+            Watched(
+                KUSCIA_JOBS, ctx.kuscia_jobs, self.kuscia_job_event, admit=self._mirrored, finalized=True
+            ),
         ]
         return InformerSet(self._watch_kube, kinds, self.config)
 
@@ -282,7 +271,7 @@ class Operator:
         annotations = obj.get("metadata", {}).get("annotations") or {}
         return self.config.mirror_all or annotations.get(MIRROR_ANNOTATION) == "true"
 
-    async def kuscia_deployment_event(self, event: kopf.RawEvent, **_: Any) -> None:
+    def kuscia_deployment_event(self, event: dict[str, Any]) -> None:
         ctx = self.ctx
         obj = _object(event)
         if self._mirrored(obj) or key_of(obj) in ctx.kuscia_deployments:
@@ -290,7 +279,7 @@ class Operator:
                 ctx.kuscia_deployments, "KusciaDeployment", event, forget_extra=ctx.kuscia.forget_deployment
             )
 
-    async def kuscia_job_event(self, event: kopf.RawEvent, **_: Any) -> None:
+    def kuscia_job_event(self, event: dict[str, Any]) -> None:
         ctx = self.ctx
         obj = _object(event)
         if self._mirrored(obj) or key_of(obj) in ctx.kuscia_jobs:

@@ -1,4 +1,4 @@
-"""List-then-watch into an ObjectCache, as client-go's informers do, for PaddleServices and the Knative kinds.
+"""List-then-watch into an ObjectCache, as client-go's informers do, for every kind the operator watches.
 
 For every event kopf builds causes, handler state, a logger and a worker per object; at scale that was a third
 of the operator's CPU for PaddleServices alone, and as much again for Knative Services and Revisions, for events
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.kube import KubeClient, KubeError, Resource
@@ -44,6 +45,25 @@ def _terminating(namespace: dict[str, Any]) -> bool:
     )
 
 
+def _everything(_obj: dict[str, Any]) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A kind the operator watches: where its objects are kept and who hears of their events.
+
+    `admit` says which objects the start-up list keeps (later events go to the handler, which decides).
+    `finalized` kinds may carry the operator's finalizer: in a namespace being deleted they stay watched until
+    the namespace is gone, so that their deletions can finish."""
+
+    resource: Resource
+    cache: ObjectCache
+    handler: Handler
+    admit: Callable[[dict[str, Any]], bool] = _everything
+    finalized: bool = False
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
 
@@ -60,6 +80,7 @@ class Informer:
         handler: Handler,
         *,
         keep: Callable[[str], bool] = lambda _namespace: True,
+        admit: Callable[[dict[str, Any]], bool] = _everything,
         watch_timeout: int = 300,
     ) -> None:
         self.kube = kube
@@ -68,6 +89,7 @@ class Informer:
         self.cache = cache
         self.handler = handler
         self.keep = keep
+        self.admit = admit
         self.watch_timeout = watch_timeout
         self.resource_version: str | None = None
 
@@ -94,7 +116,7 @@ class Informer:
                 seen.add(key_of(item))
                 if notify:
                     self.handler({"type": "MODIFIED", "object": item})  # unchanged ones: no news to the cache
-                else:
+                elif self.admit(item):
                     self.cache.store(item)
             meta = page.get("metadata") or {}
             params["continue"] = meta.get("continue") or ""
@@ -160,23 +182,36 @@ class InformerSet:
     """Informers for some kinds over the namespaces the operator serves: per kind, one across all namespaces
     (no `--namespace`), one per named namespace, or, for globs, one per matching namespace, following
     namespaces as they are created and deleted. So a shard defined by globs is sent only its own namespaces'
-    events, as kopf's watches of our own kinds are."""
+    events.
 
-    def __init__(
-        self, kube: KubeClient, kinds: list[tuple[Resource, ObjectCache, Handler]], config: Config
-    ) -> None:
+    A namespace being deleted keeps only its `finalized` kinds' informers: their objects' deletions must be
+    seen to release the finalizers, or the namespace would never go. The others stop: what goes there now must
+    not be put back (a deleted Knative Service would queue its PaddleService, to be re-created in vain). Once
+    the namespace is gone, the handlers hear a DELETED event for whatever the caches still hold of it."""
+
+    def __init__(self, kube: KubeClient, kinds: list[Watched], config: Config) -> None:
         self.kube = kube
         self.kinds = kinds
+        self.finalized = {kind.resource for kind in kinds if kind.finalized}
         self.config = config
         self.informers: dict[str | None, list[Informer]] = {}  # by namespace (None: all)
-        self.tasks: dict[str | None, list[asyncio.Task[None]]] = {}
+        self.tasks: dict[Informer, asyncio.Task[None]] = {}
         self.namespaces: Informer | None = None  # namespaces themselves, when following globs
         self.following: asyncio.Task[None] | None = None
 
-    def _add(self, namespace: str | None) -> list[Informer]:
+    def _add(self, namespace: str | None, *, terminating: bool = False) -> list[Informer]:
         made = [
-            Informer(self.kube, resource, namespace, cache, handler, keep=self.config.watches)
-            for resource, cache, handler in self.kinds
+            Informer(
+                self.kube,
+                kind.resource,
+                namespace,
+                kind.cache,
+                kind.handler,
+                keep=self.config.watches,
+                admit=kind.admit,
+            )
+            for kind in self.kinds
+            if kind.finalized or not terminating
         ]
         self.informers[namespace] = made
         return made
@@ -195,8 +230,8 @@ class InformerSet:
             await self._list(self.namespaces)
             for key in self.namespaces.cache:
                 found = self.namespaces.cache.get(key)
-                if self.config.watches(key[1]) and found is not None and not _terminating(found):
-                    self._add(key[1])
+                if self.config.watches(key[1]) and found is not None:
+                    self._add(key[1], terminating=_terminating(found))
         for informers in self.informers.values():
             for informer in informers:
                 await self._list(informer)
@@ -211,34 +246,46 @@ class InformerSet:
     def start(self) -> None:
         if self.namespaces is not None:
             self.following = asyncio.create_task(self.namespaces.run(), name="watch namespaces")
-        for namespace, informers in self.informers.items():
-            self._start(namespace, informers)
+        for informers in self.informers.values():
+            self._start(informers)
 
-    def _start(self, namespace: str | None, informers: list[Informer]) -> None:
-        self.tasks[namespace] = [asyncio.create_task(i.run(), name=f"watch {i.scope}") for i in informers]
+    def _start(self, informers: list[Informer]) -> None:
+        for informer in informers:
+            self.tasks[informer] = asyncio.create_task(informer.run(), name=f"watch {informer.scope}")
+
+    def _stop(self, namespace: str, *, keep_finalized: bool) -> None:
+        kept = []
+        for informer in self.informers.pop(namespace, []):
+            if keep_finalized and informer.resource in self.finalized:
+                kept.append(informer)
+            elif (task := self.tasks.pop(informer, None)) is not None:
+                task.cancel()
+        if kept:
+            self.informers[namespace] = kept
 
     def _on_namespace(self, event: dict[str, Any]) -> None:
         assert self.namespaces is not None
         obj = event["object"]
         name = obj["metadata"]["name"]
-        # A terminating namespace counts as gone, as kopf counts it for the Kuscia mirrors it watches. Whatever
-        # goes there now must not be put back: a deleted Knative Service would queue its PaddleService, to be
-        # re-created in vain (the API server refuses) until the PaddleService's own deletion came through.
         if event["type"] == "DELETED":
             self.namespaces.cache.forget(key_of(obj))
-        else:
-            self.namespaces.cache.store(obj)
-        if event["type"] == "DELETED" or _terminating(obj):
-            self.informers.pop(name, None)
-            for task in self.tasks.pop(name, []):
-                task.cancel()
+            self._stop(name, keep_finalized=False)
+            for kind in self.kinds:  # events the stopped informers can no longer bring
+                for key in [key for key in kind.cache if key[0] == name]:
+                    if (left := kind.cache.get(key)) is not None:
+                        kind.handler({"type": "DELETED", "object": left})
             return
-        if self.config.watches(name) and name not in self.informers:
+        self.namespaces.cache.store(obj)
+        if not self.config.watches(name):
+            return
+        if _terminating(obj):
+            self._stop(name, keep_finalized=True)
+        elif name not in self.informers:
             logger.info("Watching a new namespace namespace=%s", name)
-            self._start(name, self._add(name))  # their first list tells the handlers what is there
+            self._start(self._add(name))  # their first list tells the handlers what is there
 
     async def stop(self) -> None:
-        tasks = [task for group in self.tasks.values() for task in group]
+        tasks = list(self.tasks.values())
         if self.following is not None:
             tasks.append(self.following)
         for task in tasks:
