@@ -12,7 +12,7 @@ script restarts every replica that exits, as a Deployment would. Edits land whil
 right after. At the end, every object must be Ready for its last generation with its Knative Service or
 Kuscia serving matching its spec, no Knative Service or Kuscia serving may outlive its PaddleService, no two
 operator processes may have written at the same time (from the audit log), and no operator log may hold a
-traceback. Then everything is deleted at once, which must leave nothing behind on either backend.
+traceback, and no killed operator may have left a copy of its credentials on disk. Then everything is deleted at once, which must leave nothing behind on either backend.
 
 Not part of hack/test.sh: at N = 1000 it takes most of an hour on 2 cores. It prints a table, and the same
 figures as JSON with --json; the exit code is 1 when a check failed.
@@ -89,11 +89,18 @@ class Figures:
     knative_failed: list[str] = field(default_factory=list)  # revisions Knative gave up on; status says so
     orphans: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
+    credentials_left: list[str] = field(default_factory=list)  # folders of kubeconfig key-data left on disk
     total_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.problems or self.orphans or self.tracebacks or self.overlapping_writers)
+        return not (
+            self.problems
+            or self.orphans
+            or self.tracebacks
+            or self.overlapping_writers
+            or self.credentials_left
+        )
 
 
 class Replicas:
@@ -202,6 +209,12 @@ def failed_by_knative(cp: ControlPlane, namespace: str, problems: list[str]) -> 
 # ---- the run ----------------------------------------------------------------------------------------
 
 
+def credential_folders() -> set[Path]:
+    """Folders where processes of ours keep a kubeconfig's inline certificates and keys when the kernel has no
+    memfd (`paddle_kuscia.adapters.kubeconfig`); a process killed with SIGKILL cannot remove its own."""
+    return set(Path(tempfile.gettempdir()).glob("paddle-kuscia-credentials-*"))
+
+
 def operator_args(namespace: str, emulator: KusciaDoubleThread) -> list[str]:
     return [
         "--namespace",
@@ -233,6 +246,7 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
     replicas = Replicas(series, args.replicas, figures)
     audit = AuditLog(cp.audit_log)
     mark = audit.mark()
+    folders_before = credential_folders()
     try:
         replicas.keep_up()
         leader = replicas.leader(cp)
@@ -318,6 +332,7 @@ def soak(args: argparse.Namespace, cp: ControlPlane, emulator: KusciaDoubleThrea
         figures.incarnations = len(series.started)
         figures.tracebacks = series.tracebacks()
         series.stop_all()
+    figures.credentials_left = sorted(str(p) for p in credential_folders() - folders_before)
     figures.peak_rss_mib = round(replicas.peak_kib / 1024, 1)
     figures.total_s = round(time.monotonic() - started, 1)
     return figures
@@ -356,6 +371,7 @@ def table(f: Figures) -> str:
         ),
         ("orphans", len(f.orphans)),
         ("logs with a traceback", len(f.tracebacks)),
+        ("credential folders left on disk", len(f.credentials_left)),
         ("total", f"{f.total_s} s"),
         ("result", "PASS" if f.ok else "FAIL"),
     ]
@@ -367,6 +383,7 @@ def table(f: Figures) -> str:
         ("orphans", f.orphans),
         ("overlapping writers", f.overlapping_writers),
         ("tracebacks", f.tracebacks),
+        ("credentials left", f.credentials_left),
     ):
         lines += [f"{what}: {item}" for item in items[:20]]
     return "\n".join(lines)

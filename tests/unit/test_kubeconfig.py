@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 import sys
 from pathlib import Path
@@ -42,8 +43,15 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def test_inline_data_is_written_to_private_files(tmp_path: Path) -> None:
-    path = write(
+@pytest.fixture
+def on_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inline data as written where the kernel has no memfd (macOS): files in a private folder."""
+    monkeypatch.setattr(kubeconfig, "IN_MEMORY", False)
+    monkeypatch.setattr(kubeconfig, "_written", {})
+
+
+def inline_user(tmp_path: Path) -> Path:
+    return write(
         tmp_path / "config",
         config(
             cluster={"server": "https://127.0.0.1:6443", "certificate-authority-data": b64("CA PEM")},
@@ -51,7 +59,25 @@ def test_inline_data_is_written_to_private_files(tmp_path: Path) -> None:
             namespace="team-a",
         ),
     )
-    creds = from_kubeconfig([path])
+
+
+@pytest.mark.skipif(not kubeconfig.IN_MEMORY, reason="memfd is Linux's; the file fallback is tested below")
+def test_inline_data_is_kept_in_memory_so_no_key_outlives_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubeconfig, "_written", {})
+    creds = from_kubeconfig([inline_user(tmp_path)])
+    assert creds.server == "https://127.0.0.1:6443" and creds.namespace == "team-a"
+    for path, text in ((creds.ca_file, "CA PEM"), (creds.cert_file, "CERT PEM"), (creds.key_file, "KEY PEM")):
+        assert path and Path(path).read_text() == text, "readable by path, as ssl wants it"
+        assert os.readlink(path).startswith("/memfd:"), f"{path} is a memfd, on no file system"
+    assert from_kubeconfig([inline_user(tmp_path)]).key_file == creds.key_file, "a second load reuses it"
+    assert kubeconfig._private_dir.cache_info().currsize == 0, "no private folder was made"
+
+
+@pytest.mark.usefixtures("on_disk")
+def test_inline_data_is_written_to_private_files(tmp_path: Path) -> None:
+    creds = from_kubeconfig([inline_user(tmp_path)])
     assert creds.server == "https://127.0.0.1:6443"
     assert creds.namespace == "team-a"
     assert creds.ca_file and Path(creds.ca_file).read_text() == "CA PEM"
@@ -60,8 +86,10 @@ def test_inline_data_is_written_to_private_files(tmp_path: Path) -> None:
     assert stat.S_IMODE(Path(creds.key_file).stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(creds.key_file).parent.stat().st_mode) == 0o700
     assert creds.bearer() is None
+    kubeconfig.remove_private_files()
 
 
+@pytest.mark.usefixtures("on_disk")
 def test_private_files_can_be_removed_before_an_exit_that_skips_atexit(tmp_path: Path) -> None:
     path = write(
         tmp_path / "config",

@@ -199,6 +199,14 @@ def _file(entry: Mapping[str, Any], key: str, base: Path, name: str) -> str | No
     return None
 
 
+# Where `key-data` entries are kept: in memory where the kernel offers it (Linux), so that no copy of a client key
+# outlives the process, even one killed with SIGKILL; otherwise in a private folder removed at exit.
+IN_MEMORY = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
+_written: dict[
+    tuple[str, bytes], str
+] = {}  # (name, data) -> path: loading the same kubeconfig again reuses it
+
+
 @functools.cache
 def _private_dir() -> str:
     path = tempfile.mkdtemp(prefix="paddle-kuscia-credentials-")
@@ -207,17 +215,31 @@ def _private_dir() -> str:
 
 
 def remove_private_files() -> None:
-    """Remove the files `key-data` entries were written to. Runs at exit; a process that leaves with
-    `os._exit` (the leader that lost its Lease) calls it first, since atexit handlers do not run then."""
+    """Remove the files `key-data` entries were written to (the in-memory ones go with the process). Runs at
+    exit; a process that leaves with `os._exit` (the leader that lost its Lease) calls it first, since atexit
+    handlers do not run then."""
+    for key, path in list(_written.items()):
+        if not path.startswith("/proc/"):
+            del _written[key]
     if _private_dir.cache_info().currsize:
         shutil.rmtree(_private_dir(), ignore_errors=True)
         _private_dir.cache_clear()
 
 
 def _private_file(name: str, data: bytes) -> str:
-    """`data` in a file only this user can read, in a folder removed when the process exits (ssl loads
-    certificates and keys from files only)."""
-    fd, path = tempfile.mkstemp(prefix=name + ".", dir=_private_dir())
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """The path of a file holding `data` that only this process (or, on disk, this user) can read: ssl loads
+    certificates and keys from files only. In memory, the path is that of an open memfd under /proc/self."""
+    if (name, data) in _written:
+        return _written[(name, data)]
+    if IN_MEMORY:
+        fd = os.memfd_create(name)  # close-on-exec: no child process inherits it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        path = f"/proc/self/fd/{fd}"
+    else:
+        fd, path = tempfile.mkstemp(prefix=name + ".", dir=_private_dir())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    _written[(name, data)] = path
     return path

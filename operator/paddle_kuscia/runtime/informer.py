@@ -253,15 +253,18 @@ class InformerSet:
         for informer in informers:
             self.tasks[informer] = asyncio.create_task(informer.run(), name=f"watch {informer.scope}")
 
-    def _stop(self, namespace: str, *, keep_finalized: bool) -> None:
-        kept = []
+    def _stop(self, namespace: str, *, keep_finalized: bool) -> int:
+        """Stop the namespace's informers (but those of finalized kinds, with `keep_finalized`); how many."""
+        kept, stopped = [], 0
         for informer in self.informers.pop(namespace, []):
             if keep_finalized and informer.resource in self.finalized:
                 kept.append(informer)
             elif (task := self.tasks.pop(informer, None)) is not None:
                 task.cancel()
+                stopped += 1
         if kept:
             self.informers[namespace] = kept
+        return stopped
 
     def _on_namespace(self, event: dict[str, Any]) -> None:
         assert self.namespaces is not None
@@ -269,7 +272,8 @@ class InformerSet:
         name = obj["metadata"]["name"]
         if event["type"] == "DELETED":
             self.namespaces.cache.forget(key_of(obj))
-            self._stop(name, keep_finalized=False)
+            if self._stop(name, keep_finalized=False):
+                logger.info("Stopped watching a deleted namespace namespace=%s", name)
             for kind in self.kinds:  # events the stopped informers can no longer bring
                 for key in [key for key in kind.cache if key[0] == name]:
                     if (left := kind.cache.get(key)) is not None:
@@ -279,7 +283,10 @@ class InformerSet:
         if not self.config.watches(name):
             return
         if _terminating(obj):
-            self._stop(name, keep_finalized=True)
+            if self._stop(name, keep_finalized=True):
+                logger.info(
+                    "Stopped watching a terminating namespace but for finalized kinds namespace=%s", name
+                )
         elif name not in self.informers:
             logger.info("Watching a new namespace namespace=%s", name)
             self._start(self._add(name))  # their first list tells the handlers what is there
