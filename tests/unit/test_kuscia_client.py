@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -604,6 +605,38 @@ def test_credentials_loading_and_validation(pki: Pki, tmp_path: Path) -> None:
     broken = KusciaCredentials.from_mapping({**data, "tls.key": pki.ca_cert.read_bytes()})
     with pytest.raises(KusciaCredentialsError, match="client certificate/key"):
         broken.ssl_context()
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["memfd", "temp-file"])
+def test_the_client_key_is_left_in_no_file(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
+) -> None:
+    """ssl reads the client certificate and key from a file: a memfd where Linux offers one, so the key never
+    touches a disk; otherwise a private temp file, gone once the context is made, and gone when loading fails."""
+    from paddle_kuscia.adapters.kuscia import credentials as module
+
+    if in_memory and not module.IN_MEMORY:
+        pytest.skip("no memfd on this system")
+    monkeypatch.setattr(module, "IN_MEMORY", in_memory)
+    monkeypatch.setattr(module.tempfile, "tempdir", str(tmp_path))
+    opened: list[int] = []
+    real = module.memory_file
+    monkeypatch.setattr(module, "memory_file", lambda *a: opened.append((made := real(*a))[0]) or made)
+    data = {
+        "ca.crt": pki.ca_cert.read_bytes(),
+        "tls.crt": pki.client_cert.read_bytes(),
+        "tls.key": pki.client_key.read_bytes(),
+        "token": pki.token(),
+        "url": "https://kusciaapi:8082",
+    }
+    descriptors = set(os.listdir("/proc/self/fd")) if in_memory else set()
+    assert isinstance(KusciaCredentials.from_mapping(data).ssl_context(), ssl.SSLContext)
+    with pytest.raises(KusciaCredentialsError):
+        KusciaCredentials.from_mapping({**data, "tls.key": pki.ca_cert.read_bytes()}).ssl_context()
+    assert list(tmp_path.iterdir()) == [], "no file is left behind"
+    assert len(opened) == (2 if in_memory else 0), "the key went to a memfd exactly when one is offered"
+    if in_memory:
+        assert set(os.listdir("/proc/self/fd")) <= descriptors, "the memfds are closed: the kernel frees them"
 
 
 # -- BFIA ----------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from .keyfiles import IN_MEMORY, memory_file
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
 EXEC_EXPIRY_MARGIN = dt.timedelta(seconds=10)
@@ -199,9 +201,8 @@ def _file(entry: Mapping[str, Any], key: str, base: Path, name: str) -> str | No
     return None
 
 
-# Where `key-data` entries are kept: in memory where the kernel offers it (Linux), so that no copy of a client key
+# `key-data` entries are kept in memfds where the kernel offers them (IN_MEMORY), so that no copy of a client key
 # outlives the process, even one killed with SIGKILL; otherwise in a private folder removed at exit.
-IN_MEMORY = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 _written: dict[
     tuple[str, bytes], str
 ] = {}  # (name, data) -> path: loading the same kubeconfig again reuses it
@@ -232,11 +233,7 @@ def _private_file(name: str, data: bytes) -> str:
     if (name, data) in _written:
         return _written[(name, data)]
     if IN_MEMORY:
-        fd = os.memfd_create(name)  # close-on-exec: no child process inherits it
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        path = f"/proc/self/fd/{fd}"
+        _, path = memory_file(name, data)  # open for as long as the process runs
     else:
         fd, path = tempfile.mkstemp(prefix=name + ".", dir=_private_dir())
         with os.fdopen(fd, "wb") as f:

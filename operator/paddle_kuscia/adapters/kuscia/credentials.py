@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..keyfiles import IN_MEMORY, memory_file
 from .errors import KusciaCredentialsError
 
 # Header values must be visible ASCII; anything else would make httpx raise with the value in the message.
@@ -117,16 +118,23 @@ class KusciaCredentials:
         except (ssl.SSLError, ValueError) as exc:
             raise KusciaCredentialsError(f"ca.crt could not be loaded: {type(exc).__name__}") from None
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        # load_cert_chain only reads files: the pair lives in a 0600 temp file for the duration of the call.
-        fd, name = tempfile.mkstemp(prefix="kuscia-client-", suffix=".pem")
+        # load_cert_chain only reads files: the pair lives in a memfd (`keyfiles`), or else in a 0600 temp file,
+        # for the duration of the call.
+        pair = self.cert_pem.rstrip(b"\n") + b"\n" + self.key_pem
+        if IN_MEMORY:
+            fd, name = memory_file("kuscia-client", pair)
+        else:
+            fd, name = tempfile.mkstemp(prefix="kuscia-client-", suffix=".pem")
+            with open(fd, "wb", closefd=False) as handle:
+                handle.write(pair)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.cert_pem.rstrip(b"\n") + b"\n" + self.key_pem)
             context.load_cert_chain(name)
         except ssl.SSLError as exc:
             raise KusciaCredentialsError(
                 f"client certificate/key could not be loaded: {exc.reason or type(exc).__name__}"
             ) from None
         finally:
-            os.unlink(name)
+            os.close(fd)
+            if not IN_MEMORY:
+                os.unlink(name)
         return context
