@@ -53,6 +53,19 @@ def test_each_figure_is_judged_against_its_target() -> None:
     assert "Kuscia backend" in text
 
 
+def test_the_memory_budget_grows_with_the_fleet() -> None:
+    judged = {
+        (n, rss): _verdicts(report({**_result(peak_rss_mib=rss), "n": n}))["peak_rss_mib"]
+        for n, rss in [(1000, 150.0), (5000, 200.7), (10000, 200.7), (10000, 300.5)]
+    }
+    assert judged == {
+        (1000, 150.0): "met",
+        (5000, 200.7): "NOT met",
+        (10000, 200.7): "met",
+        (10000, 300.5): "NOT met",
+    }
+
+
 def test_a_table_aligns_its_values_after_the_longest_label() -> None:
     assert table([("a", 1), ("longer", "x")], "T") == "T\n-\na       1\nlonger  x"
 
