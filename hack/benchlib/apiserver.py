@@ -32,6 +32,32 @@ def request_totals(metrics_text: str) -> Counter[tuple[str, str]]:
     return out
 
 
+def watch_events(metrics_text: str) -> Counter[tuple[str, str]]:
+    """Watch events the API server sent to watchers, by watched kind: `("<kind>", "events")` from
+    `apiserver_watch_events_total` and `("<kind>", "bytes")` from `apiserver_watch_events_sizes`. One event sent to
+    two watchers counts twice. The kind comes from the `resource` label, or `kind` in older API servers."""
+    out: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        if not family.name.startswith("apiserver_watch_events"):
+            continue
+        for sample in family.samples:
+            kind = sample.labels.get("resource") or sample.labels.get("kind", "")
+            if sample.name == "apiserver_watch_events_total":
+                out[(kind, "events")] += int(sample.value)
+            elif sample.name == "apiserver_watch_events_sizes_sum":
+                out[(kind, "bytes")] += int(sample.value)
+    return out
+
+
+def watch_summary(delta: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """A window's watch events: totals, and events by kind."""
+    return {
+        "events": sum(n for (_, what), n in delta.items() if what == "events"),
+        "bytes": sum(n for (_, what), n in delta.items() if what == "bytes"),
+        "events_by_kind": dict(sorted((kind, n) for (kind, what), n in delta.items() if what == "events")),
+    }
+
+
 def by_verb(delta: Counter[tuple[str, str]]) -> dict[str, int]:
     verbs: Counter[str] = Counter()
     for (verb, _), n in delta.items():

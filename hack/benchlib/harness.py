@@ -76,9 +76,11 @@ class Harness:
 
     # -- measurements ----------------------------------------------------------------------------------------
 
-    async def metrics(self) -> Any:
+    async def metrics(self) -> dict[str, Any]:
+        """The API server's request and watch-event counters, from one read of /metrics."""
         assert self.admin is not None
-        return apiserver.request_totals((await self.admin.request_raw("GET", "/metrics")).decode())
+        text = (await self.admin.request_raw("GET", "/metrics")).decode()
+        return {"requests": apiserver.request_totals(text), "watch": apiserver.watch_events(text)}
 
     async def mark(self, *, end: bool = False) -> dict[str, Any]:
         """Everything a phase compares before and after: time, CPU, API counters, audit offset.
@@ -94,7 +96,7 @@ class Harness:
 
     def window(self, a: dict[str, Any], b: dict[str, Any], keep: Any = None) -> dict[str, Any]:
         assert self.audit is not None
-        delta = apiserver.subtract(b["metrics"], a["metrics"])
+        delta = apiserver.subtract(b["metrics"]["requests"], a["metrics"]["requests"])
         audit = apiserver.summarize(self.audit.events(a["audit"], b["audit"]), keep or (lambda e: True))
         cpu = proc.CpuMeter.delta(a["cpu"], b["cpu"])
         return {
@@ -102,6 +104,9 @@ class Harness:
             "other_load_cores": rnd(cpu["other"] / max(b["t"] - a["t"], 1e-6)),
             "apiserver_requests_by_verb": apiserver.by_verb(delta),
             "apiserver_requests_total": sum(delta.values()),
+            "watch_events": apiserver.watch_summary(
+                apiserver.subtract(b["metrics"]["watch"], a["metrics"]["watch"])
+            ),
             "cpu_seconds": cpu,
             **audit,
         }

@@ -56,6 +56,13 @@ def fmt_cpu(d: dict[str, float] | None) -> str:
     )
 
 
+def fmt_watch(d: dict[str, Any] | None) -> str:
+    """Watch events the API server sent in a window (one per watcher), their bytes, and the events by kind."""
+    if not d:
+        return "-"
+    return f"{d['events']} events, {d['bytes'] / 2**20:.1f} MiB  {json.dumps(d['events_by_kind'])}"
+
+
 def work_ratios(r: dict[str, Any]) -> str:
     """Machine CPU of the rollout against the floor's (mean over floor runs). When both saturate the cores,
     their times stand in this ratio; without the operator's own CPU, and against the floor with its creates,
@@ -216,6 +223,20 @@ def report(r: dict[str, Any]) -> str:
                 ("restart: by actor (audit)", json.dumps(restart.get("requests_by_actor") or {})),
             ],
             "API requests (apiserver_request_total deltas; audit: operator reads+writes, others' writes only)",
+        ),
+        "",
+        table(
+            [
+                *[
+                    (f"floor run {i + 1}", fmt_watch(run.get("watch_events")))
+                    for i, run in enumerate(r.get("floor_runs") or [])
+                ],
+                ("rollout to converged", fmt_watch(conv.get("watch_events"))),
+                ("rollout to Ready", fmt_watch(ready.get("watch_events"))),
+                ("idle", fmt_watch(idle.get("watch_events"))),
+                ("restart", fmt_watch(restart.get("watch_events"))),
+            ],
+            "Watch events sent by the API server (apiserver_watch_events_total deltas; one per watcher)",
         ),
     ]
     if r.get("kuscia"):

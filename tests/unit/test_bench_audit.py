@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchlib import apiserver
 from benchlib.apiserver import OPERATOR_USER, AuditLog, operator_write, stamp
 
 
@@ -63,3 +64,35 @@ def test_stamps_are_read_as_the_api_server_writes_them() -> None:
     }
     assert stamp(e).timestamp() == 1796213088.569482
     assert (stamp(e, "stageTimestamp") - stamp(e)).total_seconds() == 0.430519
+
+
+METRICS = """\
+# HELP apiserver_watch_events_total [ALPHA] Number of events sent in watch clients
+# TYPE apiserver_watch_events_total counter
+apiserver_watch_events_total{group="elasticserving.paddlepaddle.org",resource="paddleservices",version="v1"} 30
+apiserver_watch_events_total{group="serving.knative.dev",resource="services",version="v1"} 12
+# HELP apiserver_watch_events_sizes [ALPHA] Watch event size distribution in bytes
+# TYPE apiserver_watch_events_sizes histogram
+apiserver_watch_events_sizes_bucket{group="serving.knative.dev",resource="services",version="v1",le="1024"} 2
+apiserver_watch_events_sizes_bucket{group="serving.knative.dev",resource="services",version="v1",le="+Inf"} 12
+apiserver_watch_events_sizes_sum{group="serving.knative.dev",resource="services",version="v1"} 48000
+apiserver_watch_events_sizes_count{group="serving.knative.dev",resource="services",version="v1"} 12
+apiserver_watch_events_sizes_sum{group="elasticserving.paddlepaddle.org",resource="paddleservices",version="v1"} 60000
+apiserver_watch_events_sizes_count{group="elasticserving.paddlepaddle.org",resource="paddleservices",version="v1"} 30
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",resource="services",verb="POST"} 7
+"""
+
+
+def test_watch_events_are_counted_by_kind_and_a_window_is_the_difference() -> None:
+    before = apiserver.watch_events(METRICS.replace("} 30\n", "} 10\n").replace("} 60000", "} 20000"))
+    after = apiserver.watch_events(METRICS)
+    assert after[("services", "events")] == 12 and after[("services", "bytes")] == 48000
+    summary = apiserver.watch_summary(apiserver.subtract(after, before))
+    assert summary == {"events": 20, "bytes": 40000, "events_by_kind": {"paddleservices": 20}}
+
+
+def test_older_api_servers_label_watch_events_by_kind() -> None:
+    text = 'apiserver_watch_events_total{group="",kind="Event",version="v1"} 3\n'
+    assert apiserver.watch_events(text) == {("Event", "events"): 3}

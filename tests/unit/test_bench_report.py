@@ -83,3 +83,20 @@ def test_work_ratios_split_the_rollout_into_the_operator_and_the_rest() -> None:
         work_ratios(figures) == "1.50  (without the operator 1.30; against the floor with its creates 1.18)"
     )
     assert work_ratios({"floor_runs": []}) == "None"
+
+
+def test_watch_events_are_reported_per_phase() -> None:
+    watch = {"events": 3000, "bytes": 3 * 2**20, "events_by_kind": {"paddleservices": 2000, "services": 1000}}
+    text = report(
+        _result(
+            floor_runs=[{"watch_events": {"events": 0, "bytes": 0, "events_by_kind": {}}}],
+            rollout={"to_converged": {"watch_events": watch}},
+        )
+    )
+    rows = text.split("Watch events sent by the API server", 1)[1].splitlines()
+    assert any(r.startswith("floor run 1") and "0 events, 0.0 MiB" in r for r in rows)
+    assert any(
+        r.startswith("rollout to converged") and '3000 events, 3.0 MiB  {"paddleservices": 2000' in r
+        for r in rows
+    )
+    assert any(r.startswith("idle") and r.rstrip().endswith("-") for r in rows)
