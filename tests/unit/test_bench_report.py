@@ -86,7 +86,8 @@ def test_work_ratios_split_the_rollout_into_the_operator_and_the_rest() -> None:
 
 
 def test_watch_events_are_reported_per_phase() -> None:
-    watch = {"events": 3000, "bytes": 3 * 2**20, "events_by_kind": {"paddleservices": 2000, "services": 1000}}
+    kinds = {"paddleservices": 2000, "services": 990, "leases": 6, "nodes": 4}
+    watch = {"events": 3000, "bytes": 3 * 2**20, "events_by_kind": kinds}
     text = report(
         _result(
             floor_runs=[{"watch_events": {"events": 0, "bytes": 0, "events_by_kind": {}}}],
