@@ -8,6 +8,8 @@ Phases, all in one run and one control plane:
             N status patches it has to make (same bodies, identity, concurrency), in a namespace it ignores
   rollout   the operator (`paddle-kuscia run`, a subprocess) converges N new PaddleServices; a watcher process
             stamps when each Knative Service appears, each status reaches observedGeneration, each is Ready
+            (with --knative none the audit log stamps the operator's apply and first status patch instead,
+            and a list checks observedGeneration after the clock stops)
   idle      nothing changes for --idle-seconds; every write the operator makes is counted from the audit log
   restart   the operator restarts over the N converged objects; its writes in the first --restart-seconds
   kuscia    --kuscia-n mirrored KusciaJobs (and KusciaDeployments) against the in-process Kuscia emulator;
@@ -92,6 +94,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=2,
         help="floor before (and after) the rollout; 0 skips it (a memory or latency run, no ratio)",
     )
+    p.add_argument(
+        "--observer",
+        choices=("auto", "watch", "audit"),
+        default="auto",
+        help="how the rollout sees each object converge: a watcher process, or the audit log, which adds no "
+        "watch stream to the API server's work but sees no Ready (auto: audit with --knative none)",
+    )
     p.add_argument("--kuscia-n", type=int, default=None, help="KusciaJobs (default min(N, 250))")
     p.add_argument(
         "--kuscia-deployments", type=int, default=None, help="KusciaDeployments (default --kuscia-n)"
@@ -125,6 +134,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n must be positive")
+    if args.observer == "auto":
+        args.observer = "audit" if args.knative == "none" else "watch"
+    if args.observer == "audit" and args.knative != "none":
+        p.error("--observer audit sees no Ready: it needs --knative none")
     if args.timeout is None:
         args.timeout = max(600.0, 0.6 * args.n)
     return args

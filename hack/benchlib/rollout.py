@@ -1,4 +1,5 @@
-"""The rollout: the operator converges N new PaddleServices; the watcher stamps each object's milestones."""
+"""The rollout: the operator converges N new PaddleServices; the watcher (or, with --observer audit, the audit
+log) stamps each object's milestones."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from .processes import Operator, start_profiler
 async def rollout(h: Harness) -> Operator:
     assert h.admin is not None and h.plane is not None
     a = h.args
-    await h.watch.start(h.plane.admin_kubeconfig, h.rollout_ns, h.out_dir / "watcher.log")
+    by_audit = a.observer == "audit"
+    if not by_audit:
+        await h.watch.start(h.plane.admin_kubeconfig, h.rollout_ns, h.out_dir / "watcher.log")
     op = await h.start_operator(h.rollout_ns, "rollout")
     await asyncio.sleep(3.0)  # kopf opens its watch streams after the liveness endpoint
     h.result["operator_startup"] = {"cpu_seconds": rnd(op.cpu()), "rss_mib": rnd(op.rss_mib(), 1)}
@@ -39,13 +42,30 @@ async def rollout(h: Harness) -> Operator:
     deadline = t0 + a.timeout
     names = set(created_at)
     watch = h.watch
+    ksvc_at, gen_at, ready_at_by_name = watch.ksvc, watch.gen, watch.ready
+    seen = None
+    if by_audit:
+        assert h.audit is not None
+        seen = apiserver.OperatorMilestones(h.audit.path, set(h.rollout_ns), m0["audit"])
 
     def converged() -> int:
+        if seen is not None:
+            seen.poll()
+            return sum(1 for n in names if n in seen.ksvc and n in seen.status)
         return sum(1 for n in names if n in watch.ksvc and n in watch.gen)
 
     while converged() < h.n and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     m_conv = await h.mark(end=True)
+    if seen is not None:
+        wall_minus_monotonic = time.time() - time.monotonic()
+        ksvc_at = {n: t.timestamp() - wall_minus_monotonic for n, t in seen.ksvc.items() if n in names}
+        gen_at = {n: t.timestamp() - wall_minus_monotonic for n, t in seen.status.items() if n in names}
+        for n in names - await observed_generation(h):
+            gen_at.pop(n, None)  # the first status patch did not leave observedGeneration at generation
+        # The watcher still serves the idle phase (quiet PaddleServices); it starts after the clock stopped.
+        await h.watch.start(h.plane.admin_kubeconfig, h.rollout_ns, h.out_dir / "watcher.log")
+        h.track_cpu()
     if a.knative == "none":  # nothing becomes Ready: the rollout ends at converged
         m_ready = m_conv
     else:
@@ -58,9 +78,9 @@ async def rollout(h: Harness) -> Operator:
             profiler.wait(60)
 
     r = h.result
-    done = [n for n in names if n in watch.ksvc and n in watch.gen]
-    converge_at = [max(watch.ksvc[n], watch.gen[n]) for n in done]
-    ready_at = [watch.ready[n] for n in names if n in watch.ready]
+    done = [n for n in names if n in ksvc_at and n in gen_at]
+    converge_at = [max(ksvc_at[n], gen_at[n]) for n in done]
+    ready_at = [ready_at_by_name[n] for n in names if n in ready_at_by_name]
     complete = len(done) == h.n
     r["converged"] = len(done)
     r["ready"] = len(ready_at)
@@ -70,9 +90,10 @@ async def rollout(h: Harness) -> Operator:
     update_ratio(r)
     floor = r.get("floor_seconds")
 
-    to_ksvc = [watch.ksvc[n] - created_at[n] for n in names if n in watch.ksvc]
-    to_gen = [watch.gen[n] - created_at[n] for n in names if n in watch.gen]
-    to_ready = [watch.ready[n] - created_at[n] for n in names if n in watch.ready]
+    r["observer"] = a.observer
+    to_ksvc = [ksvc_at[n] - created_at[n] for n in names if n in ksvc_at]
+    to_gen = [gen_at[n] - created_at[n] for n in names if n in gen_at]
+    to_ready = [ready_at_by_name[n] - created_at[n] for n in names if n in ready_at_by_name]
     r["p50_ms"] = ms(percentile(to_ksvc, 50))
     r["p99_ms"] = ms(percentile(to_ksvc, 99))
     r["latency_ms"] = {
@@ -108,6 +129,24 @@ async def rollout(h: Harness) -> Operator:
         f"Ready {len(ready_at)}/{h.n} in {r['ready_seconds']}s (floor {floor}s)"
     )
     return op
+
+
+async def observed_generation(h: Harness) -> set[str]:
+    """The rollout's PaddleServices whose status has observedGeneration at their generation, listed in pages."""
+    assert h.admin is not None
+    out: set[str] = set()
+    for namespace in h.rollout_ns:
+        params = {"limit": "500"}
+        while True:
+            page = await h.admin.request("GET", PADDLESERVICES.path(namespace), params=params)
+            for obj in page.get("items") or []:
+                meta = obj["metadata"]
+                if (obj.get("status") or {}).get("observedGeneration") == meta.get("generation"):
+                    out.add(meta["name"])
+            if not (cont := (page.get("metadata") or {}).get("continue")):
+                break
+            params = {"limit": "500", "continue": cont}
+    return out
 
 
 def update_ratio(result: dict[str, Any]) -> None:

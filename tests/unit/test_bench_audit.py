@@ -96,3 +96,46 @@ def test_watch_events_are_counted_by_kind_and_a_window_is_the_difference() -> No
 def test_older_api_servers_label_watch_events_by_kind() -> None:
     text = 'apiserver_watch_events_total{group="",kind="Event",version="v1"} 3\n'
     assert apiserver.watch_events(text) == {("Event", "events"): 3}
+
+
+def _write(
+    name: str, resource: str, sub: str = "", code: int = 200, namespace: str = "ns", at: str = "01"
+) -> str:
+    ref = {"resource": resource, "name": name, "namespace": namespace}
+    if sub:
+        ref["subresource"] = sub
+    return json.dumps(
+        {
+            "stage": "ResponseComplete",
+            "verb": "patch",
+            "user": {"username": OPERATOR_USER},
+            "userAgent": "paddle-kuscia-operator/0 (pid 7)",
+            "objectRef": ref,
+            "responseStatus": {"code": code},
+            "stageTimestamp": f"2026-12-03T07:00:{at}.000000Z",
+        }
+    )
+
+
+def test_the_audit_observer_stamps_each_objects_first_successful_apply_and_status_patch(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text(_event("before") + "\n")
+    seen = apiserver.OperatorMilestones(log, {"ns"}, offset=log.stat().st_size)
+    lines = [
+        _write("a", "services", at="01"),
+        _write("a", "paddleservices", "status", code=409, at="02"),  # refused: not a milestone
+        _write("b", "services", namespace="elsewhere"),
+        _event("a", user="someone-else", resource="services"),
+        _write("a", "paddleservices", "status", at="03"),
+        _write("a", "services", at="04"),  # a later apply does not move the first
+    ]
+    partial = _write("b", "services", at="05")
+    log.write_text(log.read_text() + "\n".join(lines) + "\n" + partial[:40])
+    seen.poll()
+    assert {n: t.second for n, t in seen.ksvc.items()} == {"a": 1}
+    assert {n: t.second for n, t in seen.status.items()} == {"a": 3}
+    log.write_text(log.read_text() + partial[40:] + "\n")  # the line being written is read once complete
+    seen.poll()
+    assert {n: t.second for n, t in seen.ksvc.items()} == {"a": 1, "b": 5}
