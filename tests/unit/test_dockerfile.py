@@ -148,7 +148,7 @@ def test_oci_labels_describe_the_image() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for key in ("title", "description", "licenses", "version", "revision"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
-    assert labels["org.opencontainers.image.licenses"] == project["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
 
 
 # ---- .dockerignore ------------------------------------------------------------------------------------
