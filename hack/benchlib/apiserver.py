@@ -49,8 +49,9 @@ def watch_events(metrics_text: str) -> Counter[tuple[str, str]]:
     return out
 
 
-def watch_summary(delta: Counter[tuple[str, str]]) -> dict[str, Any]:
-    """A window's watch events: totals, and events by kind."""
+def watch_summary(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """A window's watch events, from `watch_events` at its two ends: totals, and events by kind."""
+    delta = subtract(after, before)
     return {
         "events": sum(n for (_, what), n in delta.items() if what == "events"),
         "bytes": sum(n for (_, what), n in delta.items() if what == "bytes"),

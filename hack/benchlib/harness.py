@@ -104,9 +104,7 @@ class Harness:
             "other_load_cores": rnd(cpu["other"] / max(b["t"] - a["t"], 1e-6)),
             "apiserver_requests_by_verb": apiserver.by_verb(delta),
             "apiserver_requests_total": sum(delta.values()),
-            "watch_events": apiserver.watch_summary(
-                apiserver.subtract(b["metrics"]["watch"], a["metrics"]["watch"])
-            ),
+            "watch_events": apiserver.watch_summary(a["metrics"]["watch"], b["metrics"]["watch"]),
             "cpu_seconds": cpu,
             **audit,
         }

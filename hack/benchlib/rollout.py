@@ -164,24 +164,18 @@ def audit_latency(h: Harness, start: int, end: int) -> dict[str, float | None]:
     """Create -> Knative Service from the API server's own microsecond stamps (no client-side lag)."""
     assert h.audit is not None
     created: dict[str, dt.datetime] = {}
-    applied: dict[str, dt.datetime] = {}
+    applied = apiserver.OperatorMilestones(h.audit.path, set(h.rollout_ns), start)
     for e in h.audit.events(start, end):
         ref = e.get("objectRef") or {}
-        if e.get("stage") != "ResponseComplete" or ref.get("namespace") not in h.rollout_ns:
-            continue
-        when = apiserver.stamp(e, "stageTimestamp")
         if (
-            ref.get("resource") == "paddleservices"
+            e.get("stage") == "ResponseComplete"
+            and ref.get("namespace") in h.rollout_ns
+            and ref.get("resource") == "paddleservices"
             and e["verb"] == "create"
             and apiserver.actor(e) == "bench"
         ):
-            created[ref.get("name") or ""] = when
-        elif (
-            ref.get("resource") == "services"
-            and not ref.get("subresource")
-            and apiserver.operator_write(e)
-            and (e.get("responseStatus") or {}).get("code", 0) < 300
-        ):
-            applied.setdefault(ref.get("name") or "", when)
-    lat = [(applied[n] - created[n]).total_seconds() for n in applied if n in created]
+            created[ref.get("name") or ""] = apiserver.stamp(e, "stageTimestamp")
+        else:
+            applied.take(e)
+    lat = [(t - created[n]).total_seconds() for n, t in applied.ksvc.items() if n in created]
     return {"p50": ms(percentile(lat, 50)), "p99": ms(percentile(lat, 99)), "samples": len(lat)}

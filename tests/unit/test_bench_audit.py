@@ -89,7 +89,7 @@ def test_watch_events_are_counted_by_kind_and_a_window_is_the_difference() -> No
     before = apiserver.watch_events(METRICS.replace("} 30\n", "} 10\n").replace("} 60000", "} 20000"))
     after = apiserver.watch_events(METRICS)
     assert after[("services", "events")] == 12 and after[("services", "bytes")] == 48000
-    summary = apiserver.watch_summary(apiserver.subtract(after, before))
+    summary = apiserver.watch_summary(before, after)
     assert summary == {"events": 20, "bytes": 40000, "events_by_kind": {"paddleservices": 20}}
 
 

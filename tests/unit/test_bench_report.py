@@ -97,7 +97,8 @@ def test_watch_events_are_reported_per_phase() -> None:
     rows = text.split("Watch events sent by the API server", 1)[1].splitlines()
     assert any(r.startswith("floor run 1") and "0 events, 0.0 MiB" in r for r in rows)
     assert any(
-        r.startswith("rollout to converged") and '3000 events, 3.0 MiB  {"paddleservices": 2000' in r
+        r.startswith("rollout to converged")
+        and r.endswith('3000 events, 3.0 MiB  {"paddleservices": 2000, "services": 990, "other kinds": 10}')
         for r in rows
     )
     assert any(r.startswith("idle") and r.rstrip().endswith("-") for r in rows)
